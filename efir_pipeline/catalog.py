@@ -1,0 +1,139 @@
+"""The managed views: the single source of truth.
+
+Assets, checks, sensor rules, the CLI's list of valid names and the refresh
+order are all generated from ``VIEWS``. Adding a view is one entry here plus the
+migration that creates it (a plain ``v_*`` view holding the query and the
+``mv_*`` materialized view selecting from it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from efir_pipeline.db.errors import UnknownViewError
+
+SCHEMA = "efir_budget"
+
+
+@dataclass(frozen=True)
+class ManagedView:
+    name: str
+    """The materialized view, e.g. ``mv_kpi_dashboard``."""
+    live_view: str
+    """The plain view holding the defining query; the materialized view selects * from it."""
+    unique_key: tuple[str, ...]
+    source_tables: tuple[str, ...]
+    """Tables whose writes make this view stale (reference tables included)."""
+    description: str
+    depends_on: tuple[str, ...] = ()
+    """Other managed views this one reads; refreshed first."""
+    version_column: str | None = "budget_version_id"
+    """The column that ties a row to a budget version (for sampling and per-version work)."""
+    extra: dict = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{SCHEMA}.{self.name}"
+
+    @property
+    def qualified_live_view(self) -> str:
+        return f"{SCHEMA}.{self.live_view}"
+
+
+VIEWS: tuple[ManagedView, ...] = (
+    ManagedView(
+        name="mv_kpi_dashboard",
+        live_view="v_kpi_dashboard",
+        unique_key=("budget_version_id",),
+        source_tables=(
+            "budget_versions",
+            "enrollment_plans",
+            "class_structures",
+            "dhg_teacher_requirements",
+            "teacher_allocations",
+            "revenue_plans",
+            "personnel_cost_plans",
+            "operating_cost_plans",
+            "capex_plans",
+            "nationality_types",
+            "teacher_categories",
+        ),
+        description="One row per budget version: the 30+ KPIs of the dashboard.",
+    ),
+    ManagedView(
+        name="mv_budget_consolidation",
+        live_view="v_budget_consolidation",
+        unique_key=("budget_version_id", "account_code"),
+        source_tables=("budget_versions", "budget_consolidations"),
+        description="One row per (budget version, PCG account): the consolidated budget.",
+    ),
+)
+
+_BY_NAME = {v.name: v for v in VIEWS}
+
+
+def view_names() -> list[str]:
+    return [v.name for v in VIEWS]
+
+
+def get_view(name: str) -> ManagedView:
+    return resolve_views([name])[0]
+
+
+def resolve_views(names: Iterable[str] | None = None) -> list[ManagedView]:
+    """Validate user-given names against the catalog, all before anything runs.
+
+    Accepts ``mv_x`` or ``efir_budget.mv_x``. No names means every view. The result
+    is in refresh order (dependencies first) whatever order the names came in.
+    """
+    names = list(names or [])
+    if not names:
+        return refresh_order(VIEWS)
+    unknown, chosen = [], []
+    for raw in names:
+        short = raw.strip()
+        if short.startswith(f"{SCHEMA}."):
+            short = short[len(SCHEMA) + 1 :]
+        view = _BY_NAME.get(short)
+        if view is None:
+            unknown.append(raw)
+        elif view not in chosen:
+            chosen.append(view)
+    if unknown:
+        raise UnknownViewError(unknown, view_names())
+    return refresh_order(chosen)
+
+
+def refresh_order(views: Iterable[ManagedView]) -> list[ManagedView]:
+    """Dependencies first (a stable topological sort over ``depends_on``)."""
+    wanted = {v.name for v in views}
+    ordered: list[ManagedView] = []
+    seen: set[str] = set()
+
+    def visit(view: ManagedView) -> None:
+        if view.name in seen:
+            return
+        seen.add(view.name)
+        for dep in view.depends_on:
+            if dep in _BY_NAME:
+                visit(_BY_NAME[dep])
+        ordered.append(view)
+
+    for view in VIEWS:
+        if view.name in wanted:
+            visit(view)
+    return [v for v in ordered if v.name in wanted]
+
+
+def views_reading(table: str) -> list[ManagedView]:
+    """The views a write to ``table`` makes stale (directly or through another view)."""
+    direct = {v.name for v in VIEWS if table in v.source_tables}
+    changed = True
+    while changed:
+        changed = False
+        for v in VIEWS:
+            if v.name not in direct and direct.intersection(v.depends_on):
+                direct.add(v.name)
+                changed = True
+    return [v for v in VIEWS if v.name in direct]
