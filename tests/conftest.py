@@ -76,7 +76,7 @@ def conn(db_url: str) -> Iterator[psycopg.Connection]:
 def reset_data(c: psycopg.Connection) -> None:
     """Remove all non-reference rows and empty the views, so each test starts alike."""
     tables = c.execute(
-        """SELECT format('%I.%I', schemaname, tablename) FROM pg_tables
+        """SELECT format('%%I.%%I', schemaname, tablename) FROM pg_tables
            WHERE schemaname = 'efir_budget' AND NOT (tablename = ANY(%s))""",
         (list(REFERENCE_TABLES),),
     ).fetchall()

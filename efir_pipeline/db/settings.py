@@ -4,7 +4,8 @@ Everything comes from the environment so the CLI, Dagster and the tests agree:
 
 - ``DATABASE_URL``: a ``postgresql://`` URL. Unset means the embedded server.
 - ``EFIR_DATA_DIR``: the project data folder (embedded cluster, DAGSTER_HOME).
-- ``EFIR_LOCK_TIMEOUT`` / ``EFIR_STATEMENT_TIMEOUT``: PostgreSQL durations for refreshes.
+- ``EFIR_LOCK_TIMEOUT`` / ``EFIR_STATEMENT_TIMEOUT`` / ``EFIR_REFRESH_WAIT_TIMEOUT``:
+  PostgreSQL durations for refreshes.
 """
 
 from __future__ import annotations
@@ -94,11 +95,16 @@ def duration(name: str, default: str) -> str:
 @dataclass(frozen=True)
 class RefreshSettings:
     lock_timeout: str = "30s"
+    """Waiting for PostgreSQL locks on the view itself (e.g. behind DDL)."""
     statement_timeout: str = "10min"
+    """The whole refresh transaction's statements."""
+    wait_timeout: str = "15min"
+    """Waiting for another refresh of the same view to finish."""
 
     @classmethod
     def from_env(cls) -> RefreshSettings:
         return cls(
             lock_timeout=duration("EFIR_LOCK_TIMEOUT", cls.lock_timeout),
             statement_timeout=duration("EFIR_STATEMENT_TIMEOUT", cls.statement_timeout),
+            wait_timeout=duration("EFIR_REFRESH_WAIT_TIMEOUT", cls.wait_timeout),
         )

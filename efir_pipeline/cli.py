@@ -1,0 +1,317 @@
+"""``efir-pipeline``: migrations, refreshes, state and demo data from the shell.
+
+Errors are one line on stderr and a non-zero exit status (2: bad usage or unknown
+view, 3: database unreachable, 4: migrations not applied, 1: anything else), so
+scripts and people both know what happened.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from efir_pipeline import catalog
+from efir_pipeline.db import migrate
+from efir_pipeline.db.connection import connection, database_url, require_schema
+from efir_pipeline.db.errors import EfirError
+from efir_pipeline.db.info import view_info
+from efir_pipeline.db.refresh import refresh_view
+from efir_pipeline.tables import render, to_json
+
+KPI_COLUMNS = (
+    "version_name",
+    "fiscal_year",
+    "status",
+    "total_students",
+    "total_classes",
+    "students_per_class",
+    "total_fte_required",
+    "total_allocated_fte",
+    "total_revenue_sar",
+    "total_personnel_costs_sar",
+    "net_budget_sar",
+    "budget_margin_percent",
+    "hours_per_student",
+)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return args.handler(args) or 0
+    except EfirError as exc:
+        print(f"efir-pipeline: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except Exception as exc:  # an unexpected database or migration error: one line, -v for more
+        if args.verbose:
+            raise
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        print(f"efir-pipeline: error: {type(exc).__name__}: {detail} (use -v for details)", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("efir-pipeline: interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="efir-pipeline",
+        description="Keep the EFIR KPI materialized views fresh. The database is DATABASE_URL, "
+        "or the embedded PostgreSQL under the project data folder when it is unset.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    db = commands.add_parser("db", help="schema migrations (alembic)")
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    up = db_commands.add_parser("upgrade", help="apply migrations (default: all)")
+    up.add_argument("revision", nargs="?", default="head")
+    up.set_defaults(handler=cmd_db_upgrade)
+    down = db_commands.add_parser("downgrade", help="go back to REVISION (e.g. -1, base)")
+    down.add_argument("revision")
+    down.set_defaults(handler=cmd_db_downgrade)
+    stamp = db_commands.add_parser(
+        "stamp", help="mark REVISION as applied without running it (adopting existing tables)"
+    )
+    stamp.add_argument("revision")
+    stamp.set_defaults(handler=cmd_db_stamp)
+    current = db_commands.add_parser("current", help="show the applied and the latest revision")
+    current.set_defaults(handler=cmd_db_current)
+
+    refresh = commands.add_parser(
+        "refresh", help="refresh views (default: all, in dependency order)"
+    )
+    refresh.add_argument("views", nargs="*", metavar="VIEW", help=", ".join(catalog.view_names()))
+    refresh.add_argument(
+        "--no-wait", action="store_true", help="skip a view another process is refreshing"
+    )
+    refresh.add_argument(
+        "--trigger", default="manual", help="recorded in the history (default: manual)"
+    )
+    refresh.add_argument("--json", action="store_true", help="machine-readable output")
+    refresh.set_defaults(handler=cmd_refresh)
+
+    info = commands.add_parser("info", help="rows, size and freshness of views")
+    info.add_argument("views", nargs="*", metavar="VIEW")
+    info.add_argument("--json", action="store_true", help="machine-readable output")
+    info.set_defaults(handler=cmd_info)
+
+    demo = commands.add_parser("demo-data", help="load realistic demo data")
+    demo.add_argument("--scale", choices=["efir", "network"], default="efir")
+    demo.add_argument("--orgs", type=_positive, help="number of schools (overrides --scale)")
+    demo.add_argument("--versions-per-org", type=_positive, help="budget versions per school")
+    demo.add_argument("--seed", type=int, default=42, help="same seed, same data (default: 42)")
+    demo.add_argument(
+        "--replace", action="store_true", help="replace the demo schools if they already exist"
+    )
+    demo.set_defaults(handler=cmd_demo_data)
+
+    kpis = commands.add_parser("kpis", help="print the KPI dashboard rows")
+    kpis.add_argument("--fiscal-year", type=int)
+    kpis.add_argument("--limit", type=_positive, default=50)
+    kpis.add_argument("--json", action="store_true", help="all columns, machine-readable")
+    kpis.set_defaults(handler=cmd_kpis)
+
+    prepare = commands.add_parser(
+        "prepare", help="migrate, load demo data if the database is empty, refresh all views"
+    )
+    prepare.set_defaults(handler=cmd_prepare)
+    return parser
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def cmd_db_upgrade(args) -> int:
+    migrate.upgrade(database_url(), args.revision)
+    print(f"database at revision {migrate.current_revision(database_url())}")
+    return 0
+
+
+def cmd_db_downgrade(args) -> int:
+    migrate.downgrade(database_url(), args.revision)
+    print(f"database at revision {migrate.current_revision(database_url()) or 'base'}")
+    return 0
+
+
+def cmd_db_stamp(args) -> int:
+    migrate.stamp(database_url(), args.revision)
+    print(f"database stamped at {migrate.current_revision(database_url())}")
+    return 0
+
+
+def cmd_db_current(args) -> int:
+    url = database_url()
+    print(
+        f"applied: {migrate.current_revision(url) or 'none'}\nlatest:  {migrate.head_revision(url)}"
+    )
+    return 0
+
+
+def cmd_refresh(args) -> int:
+    views = catalog.resolve_views(args.views)  # validates every name before any SQL runs
+    with connection(autocommit=True) as conn:
+        require_schema(conn)
+    results, failed = [], set()
+    for view in views:
+        blocked_by = failed.intersection(view.depends_on)
+        if blocked_by:
+            print(
+                f"{view.name}: not refreshed, {', '.join(sorted(blocked_by))} failed",
+                file=sys.stderr,
+            )
+            failed.add(view.name)
+            continue
+        if not args.json:
+            print(f"refreshing {view.name} ...", file=sys.stderr, flush=True)
+        result = refresh_view(view, wait=not args.no_wait, trigger=args.trigger)
+        results.append(result)
+        if not result.ok:
+            failed.add(view.name)
+    if args.json:
+        print(to_json([r.as_dict() for r in results]))
+    else:
+        print(
+            render(
+                [
+                    {
+                        "view": r.view,
+                        "outcome": r.outcome,
+                        "seconds": r.duration_seconds,
+                        "waited": r.wait_seconds,
+                        "rows": r.row_count,
+                        "size_bytes": r.size_bytes,
+                        "concurrently": r.concurrently,
+                        "history_id": r.log_id,
+                        "error": r.error,
+                    }
+                    for r in results
+                ]
+            )
+        )
+    return 1 if failed else 0
+
+
+def cmd_info(args) -> int:
+    views = catalog.resolve_views(args.views)
+    with connection(autocommit=True) as conn:
+        require_schema(conn)
+        infos = [view_info(conn, v) for v in views]
+    if args.json:
+        print(to_json(infos))
+    else:
+        columns = (
+            "view",
+            "populated",
+            "row_count",
+            "size_bytes",
+            "data_as_of",
+            "last_refresh_seconds",
+            "last_outcome",
+            "oldest_unreflected_change_at",
+        )
+        print(render(infos, columns))
+    return 0
+
+
+def cmd_demo_data(args) -> int:
+    from efir_pipeline import demo_data
+
+    orgs, versions = demo_data.SCALES[args.scale]
+    orgs = args.orgs or orgs
+    versions = args.versions_per_org or versions
+    with connection() as conn:
+        require_schema(conn, "efir_budget.budget_versions")
+        summary = demo_data.load_demo_data(
+            conn,
+            orgs=orgs,
+            versions_per_org=versions,
+            seed=args.seed,
+            replace=args.replace,
+            progress=_progress,
+        )
+    print(file=sys.stderr)
+    print(
+        f"loaded {summary.organizations} organization(s), {summary.versions} budget versions, "
+        f"{sum(summary.rows.values()):,} rows in {summary.seconds:.1f}s"
+    )
+    print(render([{"table": t, "rows": n} for t, n in summary.rows.items()]))
+    print("refresh the views to see it: efir-pipeline refresh")
+    return 0
+
+
+def _progress(step: str, index: int, count: int) -> None:
+    width = 30
+    done = int(width * index / count)
+    print(
+        f"\r[{'#' * done}{'.' * (width - done)}] {index}/{count} {step:<30}",
+        end="",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def cmd_kpis(args) -> int:
+    with connection(autocommit=True) as conn:
+        require_schema(conn)
+        cur = conn.cursor(row_factory=_dict_row())
+        where = "WHERE fiscal_year = %(fy)s" if args.fiscal_year else ""
+        rows = cur.execute(
+            f"""SELECT * FROM efir_budget.mv_kpi_dashboard {where}
+                ORDER BY fiscal_year, version_name LIMIT %(limit)s""",
+            {"fy": args.fiscal_year, "limit": args.limit},
+        ).fetchall()
+    if args.json:
+        print(to_json(rows))
+    else:
+        print(render(rows, KPI_COLUMNS))
+    return 0
+
+
+def _dict_row():
+    from psycopg.rows import dict_row
+
+    return dict_row
+
+
+def cmd_prepare(args) -> int:
+    """The first half of the main job: a ready database with fresh views."""
+    from efir_pipeline import demo_data
+
+    url = database_url()
+    print("applying migrations ...", file=sys.stderr)
+    migrate.upgrade(url)
+    with connection() as conn:
+        empty = not demo_data.has_data(conn)
+    if empty:
+        print("loading EFIR demo data ...", file=sys.stderr)
+        with connection() as conn:
+            demo_data.load_demo_data(conn, progress=_progress)
+        print(file=sys.stderr)
+    failed = []
+    for view in catalog.resolve_views():
+        result = refresh_view(view, trigger="prepare")
+        print(
+            f"{view.name}: {result.outcome} in {result.duration_seconds:.3f}s, {result.row_count} rows",
+            file=sys.stderr,
+        )
+        if not result.ok:
+            failed.append(f"{view.name} ({result.error})")
+    if failed:
+        raise EfirError("refresh failed: " + "; ".join(failed))
+    return cmd_kpis(argparse.Namespace(fiscal_year=None, limit=50, json=False))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,265 @@
+"""The refresh engine: one materialized view, refreshed safely, recorded once.
+
+Guarantees (see PIPELINE.md):
+
+- readers are never blocked: CONCURRENTLY, except when the view was never populated;
+- no two refreshes of one view at once: a per-view transaction-level advisory lock;
+  a caller that arrives during a refresh waits for it and then refreshes once more,
+  unless a refresh that *started after its request* has already succeeded, in which
+  case its changes are already reflected and it records ``coalesced`` instead of
+  stacking a duplicate refresh;
+- nothing waits forever: ``lock_timeout`` and ``statement_timeout`` are set locally;
+- a failure rolls back (PostgreSQL keeps the previous contents) and is recorded.
+
+The success row in ``mv_refresh_log`` commits in the same transaction as the refresh,
+so the history can never claim a refresh that did not happen.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+import psycopg
+from psycopg import errors, sql
+
+from efir_pipeline.catalog import SCHEMA, ManagedView
+from efir_pipeline.db.connection import connect, require_schema
+from efir_pipeline.db.settings import RefreshSettings
+
+log = logging.getLogger(__name__)
+
+# pg_advisory_xact_lock(int4, int4): our namespace, then hashtext of the view's name.
+ADVISORY_NAMESPACE = 0x45464952  # "EFIR"
+
+# Errors worth an automatic retry: the next attempt may well succeed. A statement
+# timeout (QueryCanceled, also an OperationalError) is not one: it would time out again.
+TRANSIENT_ERRORS: tuple[type[psycopg.Error], ...] = (
+    errors.LockNotAvailable,
+    errors.SerializationFailure,
+    errors.DeadlockDetected,
+    errors.AdminShutdown,
+    errors.CannotConnectNow,
+)
+
+
+def is_transient(exc: psycopg.Error) -> bool:
+    if isinstance(exc, TRANSIENT_ERRORS):
+        return True
+    # A lost connection has no SQLSTATE: the server never answered.
+    return isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    view: str
+    outcome: str  # success | failed | skipped | coalesced
+    log_id: int | None
+    requested_at: datetime | None
+    snapshot_at: datetime | None
+    finished_at: datetime | None
+    wait_seconds: float
+    duration_seconds: float
+    concurrently: bool | None
+    row_count: int | None
+    size_bytes: int | None
+    error: str | None = None
+    transient: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome in ("success", "coalesced")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def advisory_key(view: ManagedView) -> sql.Composed:
+    return sql.SQL("{}, hashtext({})").format(
+        sql.Literal(ADVISORY_NAMESPACE), sql.Literal(view.qualified_name)
+    )
+
+
+def refresh_view(
+    view: ManagedView,
+    *,
+    url: str | None = None,
+    settings: RefreshSettings | None = None,
+    wait: bool = True,
+    trigger: str = "manual",
+    run_id: str | None = None,
+) -> RefreshResult:
+    """Refresh one catalog view on a connection of its own and record the attempt.
+
+    Never raises for a failed refresh: the result says ``failed`` (with ``transient``
+    set for errors worth retrying). Only an unreachable database raises.
+    """
+    settings = settings or RefreshSettings.from_env()
+    # Autocommit, so each ``conn.transaction()`` below is a real transaction, not a savepoint.
+    with connect(url, autocommit=True) as conn:
+        require_schema(conn)
+        return _refresh(conn, view, settings, wait=wait, trigger=trigger, run_id=run_id)
+
+
+def _refresh(
+    conn: psycopg.Connection,
+    view: ManagedView,
+    settings: RefreshSettings,
+    *,
+    wait: bool,
+    trigger: str,
+    run_id: str | None,
+) -> RefreshResult:
+    ident = sql.Identifier(SCHEMA, view.name)
+    requested_at = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+    started = time.monotonic()
+    wait_seconds = duration = 0.0
+    concurrently: bool | None = None
+    snapshot_at = None
+    try:
+        with conn.transaction():
+            conn.execute("SELECT set_config('lock_timeout', %s, true)", (settings.wait_timeout,))
+            if wait:
+                conn.execute(sql.SQL("SELECT pg_advisory_xact_lock({})").format(advisory_key(view)))
+            else:
+                got = conn.execute(
+                    sql.SQL("SELECT pg_try_advisory_xact_lock({})").format(advisory_key(view))
+                ).fetchone()[0]
+                if not got:
+                    raise _Busy
+            wait_seconds = time.monotonic() - started
+            conn.execute("SELECT set_config('lock_timeout', %s, true)", (settings.lock_timeout,))
+            conn.execute(
+                "SELECT set_config('statement_timeout', %s, true)", (settings.statement_timeout,)
+            )
+
+            if _refreshed_since(conn, view, requested_at):
+                raise _Coalesced
+
+            populated = conn.execute(
+                "SELECT relispopulated FROM pg_class WHERE oid = %s::regclass",
+                (view.qualified_name,),
+            ).fetchone()[0]
+            concurrently = bool(populated)
+            statement = sql.SQL("REFRESH MATERIALIZED VIEW {}{}").format(
+                sql.SQL("CONCURRENTLY " if concurrently else ""), ident
+            )
+            snapshot_at = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+            t0 = time.monotonic()
+            conn.execute(statement)
+            duration = time.monotonic() - t0
+            row_count, size_bytes = conn.execute(
+                sql.SQL("SELECT (SELECT count(*) FROM {}), pg_total_relation_size({})").format(
+                    ident, sql.Literal(view.qualified_name)
+                )
+            ).fetchone()
+            log_id, finished_at = _record(
+                conn,
+                view,
+                outcome="success",
+                trigger=trigger,
+                run_id=run_id,
+                requested_at=requested_at,
+                snapshot_at=snapshot_at,
+                wait_seconds=wait_seconds,
+                duration_seconds=duration,
+                ran_concurrently=concurrently,
+                row_count=row_count,
+                size_bytes=size_bytes,
+            )
+        log.info("refreshed %s in %.3fs (%s rows)", view.name, duration, row_count)
+        return RefreshResult(
+            view.name, "success", log_id, requested_at, snapshot_at, finished_at,
+            wait_seconds, duration, concurrently, row_count, size_bytes,
+        )  # fmt: skip
+    except (_Busy, _Coalesced) as marker:
+        outcome = "skipped" if isinstance(marker, _Busy) else "coalesced"
+        error = "another refresh of this view is running" if outcome == "skipped" else None
+        return _record_outside(
+            conn, view, outcome, error, False, trigger, run_id, requested_at, wait_seconds
+        )
+    except psycopg.Error as exc:
+        transient = is_transient(exc)
+        message = _describe(exc, settings)
+        log.warning("refresh of %s failed: %s", view.name, message)
+        return _record_outside(
+            conn, view, "failed", message, transient, trigger, run_id, requested_at,
+            wait_seconds, duration=duration, concurrently=concurrently,
+        )  # fmt: skip
+
+
+class _Busy(Exception):
+    """Another session holds the view's lock and the caller chose not to wait."""
+
+
+class _Coalesced(Exception):
+    """A refresh that started after this request has already succeeded."""
+
+
+def _refreshed_since(conn: psycopg.Connection, view: ManagedView, since: datetime) -> bool:
+    return conn.execute(
+        """SELECT EXISTS (SELECT 1 FROM efir_budget.mv_refresh_log
+                              WHERE view_name = %s AND outcome = 'success' AND snapshot_at >= %s)""",
+        (view.name, since),
+    ).fetchone()[0]
+
+
+def _record(conn: psycopg.Connection, view: ManagedView, **fields) -> tuple[int, datetime]:
+    fields.setdefault("error", None)
+    columns = ["view_name", *fields]
+    query = sql.SQL(
+        "INSERT INTO efir_budget.mv_refresh_log ({}, finished_at) VALUES ({}, clock_timestamp()) "
+        "RETURNING id, finished_at"
+    ).format(
+        sql.SQL(", ").join(map(sql.Identifier, columns)),
+        sql.SQL(", ").join(sql.Placeholder() * len(columns)),
+    )
+    return conn.execute(query, [view.name, *fields.values()]).fetchone()
+
+
+def _record_outside(
+    conn: psycopg.Connection,
+    view: ManagedView,
+    outcome: str,
+    error: str | None,
+    transient: bool,
+    trigger: str,
+    run_id: str | None,
+    requested_at: datetime,
+    wait_seconds: float,
+    duration: float = 0.0,
+    concurrently: bool | None = None,
+) -> RefreshResult:
+    """Record an attempt that did not refresh, after the refresh transaction rolled back."""
+    log_id = finished_at = None
+    try:
+        with conn.transaction():
+            log_id, finished_at = _record(
+                conn,
+                view,
+                outcome=outcome,
+                trigger=trigger,
+                run_id=run_id,
+                requested_at=requested_at,
+                wait_seconds=wait_seconds,
+                duration_seconds=duration,
+                ran_concurrently=concurrently,
+                error=error,
+            )
+    except psycopg.Error as exc:  # e.g. the connection is gone: say so, keep the real error
+        log.error("could not record the %s refresh of %s: %s", outcome, view.name, exc)
+    return RefreshResult(
+        view.name, outcome, log_id, requested_at, None, finished_at, wait_seconds, duration,
+        concurrently, None, None, error, transient,
+    )  # fmt: skip
+
+
+def _describe(exc: psycopg.Error, settings: RefreshSettings) -> str:
+    first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if isinstance(exc, errors.QueryCanceled):
+        return f"statement timeout ({settings.statement_timeout}) reached: {first_line}"
+    if isinstance(exc, errors.LockNotAvailable):
+        return f"lock timeout reached while waiting for the view: {first_line}"
+    return first_line
