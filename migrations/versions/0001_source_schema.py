@@ -237,6 +237,11 @@ CREATE TABLE efir_budget.enrollment_plans (
 CREATE UNIQUE INDEX uq_enrollment_plans_key
     ON efir_budget.enrollment_plans (budget_version_id, level_id, nationality_type_id)
     WHERE deleted_at IS NULL;
+
+-- The key index is partial (live rows only); per-version reads that must also see
+-- deleted rows (a deletion is a change) need a plain one.
+CREATE INDEX ix_enrollment_plans_budget_version_id
+    ON efir_budget.enrollment_plans (budget_version_id);
 """
 
 CLASS_STRUCTURES = """
@@ -265,6 +270,11 @@ CREATE TABLE efir_budget.class_structures (
 CREATE UNIQUE INDEX uq_class_structures_key
     ON efir_budget.class_structures (budget_version_id, level_id)
     WHERE deleted_at IS NULL;
+
+-- The key index is partial (live rows only); per-version reads that must also see
+-- deleted rows (a deletion is a change) need a plain one.
+CREATE INDEX ix_class_structures_budget_version_id
+    ON efir_budget.class_structures (budget_version_id);
 """
 
 DHG_TEACHER_REQUIREMENTS = """
@@ -296,6 +306,11 @@ CREATE TABLE efir_budget.dhg_teacher_requirements (
 CREATE UNIQUE INDEX uq_dhg_teacher_requirements_key
     ON efir_budget.dhg_teacher_requirements (budget_version_id, subject_id)
     WHERE deleted_at IS NULL;
+
+-- The key index is partial (live rows only); per-version reads that must also see
+-- deleted rows (a deletion is a change) need a plain one.
+CREATE INDEX ix_dhg_teacher_requirements_budget_version_id
+    ON efir_budget.dhg_teacher_requirements (budget_version_id);
 """
 
 TEACHER_ALLOCATIONS = """
@@ -346,6 +361,11 @@ CREATE TABLE efir_budget.revenue_plans (
 CREATE UNIQUE INDEX uq_revenue_plans_key
     ON efir_budget.revenue_plans (budget_version_id, account_code)
     WHERE deleted_at IS NULL;
+
+-- The key index is partial (live rows only); per-version reads that must also see
+-- deleted rows (a deletion is a change) need a plain one.
+CREATE INDEX ix_revenue_plans_budget_version_id
+    ON efir_budget.revenue_plans (budget_version_id);
 """
 
 PERSONNEL_COST_PLANS = """
@@ -442,6 +462,11 @@ CREATE TABLE efir_budget.budget_consolidations (
 CREATE UNIQUE INDEX uq_budget_consolidations_key
     ON efir_budget.budget_consolidations (budget_version_id, account_code)
     WHERE deleted_at IS NULL;
+
+-- The key index is partial (live rows only); per-version reads that must also see
+-- deleted rows (a deletion is a change) need a plain one.
+CREATE INDEX ix_budget_consolidations_budget_version_id
+    ON efir_budget.budget_consolidations (budget_version_id);
 """
 
 COMMENTS = """
