@@ -19,6 +19,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from tests.conftest import reset_data
 from tests.db import kpi_oracle as oracle
 from tests.db.random_data import Reference, generate, insert
 
@@ -307,14 +308,19 @@ def test_random_data_matches_oracle(conn, seed):
     assert any(r["budget_margin_percent"] is not None for r in rows)
     assert any(r["total_classes"] == 0 for r in rows)
     assert cons, "no consolidation rows"
-    child_tables = oracle.KPI_CHILD_TABLES
-    deleted_with_live_twin = [
-        t
-        for t in ("revenue_plans", "enrollment_plans", "class_structures")
-        if any(r["deleted_at"] is not None for r in data.rows[t])
-    ]
-    assert deleted_with_live_twin
-    for t in child_tables:
+    # Soft-deleted rows sharing their unique key with a live row (partial unique indexes).
+    for table, key in (
+        ("revenue_plans", ("budget_version_id", "account_code")),
+        ("enrollment_plans", ("budget_version_id", "level_id", "nationality_type_id")),
+        ("class_structures", ("budget_version_id", "level_id")),
+        ("budget_consolidations", ("budget_version_id", "account_code")),
+    ):
+        live_keys = {tuple(r[c] for c in key) for r in data.rows[table] if r["deleted_at"] is None}
+        assert any(
+            r["deleted_at"] is not None and tuple(r[c] for c in key) in live_keys
+            for r in data.rows[table]
+        ), f"no deleted {table} row sharing its key with a live one"
+    for t in oracle.KPI_CHILD_TABLES:
         assert any(r["deleted_at"] is None for r in data.rows[t]), f"no live {t} row"
 
 
@@ -833,3 +839,74 @@ def test_source_updated_at_counts_deleted_rows_of_every_table(conn):
             got = kpi_row(conn, view, v)["source_updated_at"]
             assert got == gone, f"{view}: deleted {table} row changed last at {gone}, got {got}"
     assert_views_match_oracle(conn)
+
+
+def test_consolidation_rows_sharing_a_key(make_database):
+    """DOMAIN.md: "if several rows share the key, the latest updated one". The partial
+    unique index normally prevents it; a private database without that index (as when
+    the app bypasses it) shows the rule: labels from the latest live row, sums over all."""
+    with psycopg.connect(make_database(), autocommit=True) as c:
+        c.execute("DROP INDEX efir_budget.uq_budget_consolidations_key")
+        b = Builder(c)
+        v = b.version("Duplicated accounts")
+        t = [ts("2025-04-01T00:00:00") + timedelta(hours=h, microseconds=h) for h in range(5)]
+        b.consolidation(
+            v, "70110", "First", "revenue_tuition", True, "100.00", updated_at=t[0], source_count=2
+        )
+        b.consolidation(
+            v, "70110", "Latest", "revenue_fees", False, "50.25", updated_at=t[3], source_count=5
+        )
+        b.consolidation(
+            v, "70110", "Middle", "revenue_other", True, "25.00", updated_at=t[1], source_count=0
+        )
+        b.consolidation(
+            v, "70110", "Deleted", "capex_it", True, "1000.00", updated_at=t[4], deleted_at=t[4]
+        )
+        refresh(c)
+        for view in CONSOLIDATION_VIEWS:
+            _, rows = oracle.read_view(c, view)
+            assert len(rows) == 1, f"{view}: {rows}"
+            want = {
+                "account_name": "Latest",
+                "consolidation_category": "revenue_fees",
+                "is_revenue": False,
+                "total_amount_sar": D("175.25"),
+                "line_item_count": 3,
+                "source_count": 7,
+                "last_updated": t[3],
+            }
+            for col, value in want.items():
+                assert oracle.same(rows[0][col], value), f"{view} {col}: {rows[0][col]!r}"
+
+        # Random data plus live duplicates of random keys, with distinct timestamps.
+        reset_data(c)
+        generate(c, SEEDS[1])
+        rng = random.Random(5)
+        live = c.execute(
+            "SELECT budget_version_id, account_code FROM efir_budget.budget_consolidations"
+            " WHERE deleted_at IS NULL ORDER BY id"
+        ).fetchall()
+        extra = []
+        for i, (vid, code) in enumerate(rng.sample(live, 25)):
+            stamp = ts("2025-01-01T00:00:00") + timedelta(
+                seconds=rng.randrange(400 * 86400), microseconds=i
+            )
+            extra.append(
+                {
+                    "id": uuid.uuid4(),
+                    "created_at": stamp,
+                    "updated_at": stamp,
+                    "deleted_at": None,
+                    "budget_version_id": vid,
+                    "account_code": code,
+                    "account_name": f"Duplicate {i}",
+                    "consolidation_category": rng.choice(["capex_it", "operating_other"]),
+                    "is_revenue": rng.random() < 0.5,
+                    "amount_sar": D(rng.randint(-(10**6), 10**8)) / 100,
+                    "source_table": "manual",
+                    "source_count": rng.randint(0, 9),
+                }
+            )
+        insert(c, "budget_consolidations", extra)
+        _, _, cons = assert_views_match_oracle(c)
+        assert any(r["line_item_count"] > 1 for r in cons.values())
