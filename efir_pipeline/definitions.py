@@ -1,0 +1,30 @@
+"""The one ``dg.Definitions`` of the code location (``workspace.yaml`` loads this module).
+
+Everything is assembled here, in plain lists, so adding checks, sensors or schedules
+is one import and one list entry, e.g. ``SENSORS = [*sensors.SENSORS]``. Loading this
+module never connects to the database: asset descriptions come from the catalog and
+the resource connects only when a run, check or sensor tick uses it.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from efir_pipeline import assets, jobs
+from efir_pipeline.resources import RESOURCE_KEY, postgres_resource
+
+ASSETS: list[dg.AssetSpec | dg.AssetsDefinition] = [*assets.SOURCE_SPECS, *assets.VIEW_ASSETS]
+ASSET_CHECKS: list[dg.AssetChecksDefinition] = []
+JOBS: list[dg.UnresolvedAssetJobDefinition | dg.JobDefinition] = [*jobs.JOBS]
+SCHEDULES: list[dg.ScheduleDefinition] = []
+SENSORS: list[dg.SensorDefinition] = []
+RESOURCES: dict[str, object] = {RESOURCE_KEY: postgres_resource()}
+
+defs = dg.Definitions(
+    assets=ASSETS,
+    asset_checks=ASSET_CHECKS,
+    jobs=JOBS,
+    schedules=SCHEDULES,
+    sensors=SENSORS,
+    resources=RESOURCES,
+)
