@@ -8,7 +8,7 @@ from efir_pipeline.db.errors import UnknownViewError
 
 def test_names_resolve_in_refresh_order_whatever_the_input_order():
     names = [v.name for v in catalog.resolve_views(["mv_budget_consolidation", "efir_budget.mv_kpi_dashboard"])]
-    assert names == [v.name for v in catalog.refresh_order(catalog.VIEWS)]
+    assert names == ["mv_kpi_dashboard", "mv_budget_consolidation"]
 
 
 def test_no_names_means_every_view():

@@ -45,9 +45,16 @@ def connect(url: str | None = None, *, autocommit: bool = False, **kwargs) -> ps
 
 @contextmanager
 def connection(url: str | None = None, *, autocommit: bool = False) -> Iterator[psycopg.Connection]:
+    """A connection that commits when the block succeeds and rolls back when it raises."""
     conn = connect(url, autocommit=autocommit)
     try:
         yield conn
+        if not autocommit:
+            conn.commit()
+    except BaseException:
+        if not conn.closed and not autocommit:
+            conn.rollback()
+        raise
     finally:
         conn.close()
 
