@@ -31,6 +31,14 @@ class ManagedView:
     version_column: str | None = "budget_version_id"
     """The column that ties a row to a budget version (for sampling and per-version work)."""
     extra: dict = field(default_factory=dict, compare=False, hash=False)
+    one_row_per_version: bool = False
+    """Exactly one row per non-deleted budget version (the completeness check holds it to that)."""
+    comment: str = ""
+    """The view's ``COMMENT ON MATERIALIZED VIEW`` text, as its migration sets it.
+
+    Kept here so the Dagster asset description needs no database at load time;
+    tests/dagster checks it still equals the database's comment.
+    """
 
     @property
     def qualified_name(self) -> str:
@@ -60,6 +68,9 @@ VIEWS: tuple[ManagedView, ...] = (
             "teacher_categories",
         ),
         description="One row per budget version: the 30+ KPIs of the dashboard.",
+        one_row_per_version=True,
+        comment="KPI dashboard: one row per non-deleted budget version; sums over non-deleted "
+        "rows, 0 when a version has none; ratios NULL when the denominator is 0.",
     ),
     ManagedView(
         name="mv_budget_consolidation",
@@ -67,6 +78,74 @@ VIEWS: tuple[ManagedView, ...] = (
         unique_key=("budget_version_id", "account_code"),
         source_tables=("budget_versions", "budget_consolidations"),
         description="One row per (budget version, PCG account): the consolidated budget.",
+        comment="Budget consolidation: one row per (budget version, account) over non-deleted "
+        "budget_consolidations rows of non-deleted versions.",
+    ),
+    # Roadmap views (migration 0006_roadmap_views; definitions in docs/views.md).
+    # source_tables are what PostgreSQL's pg_depend reaches, through views included.
+    ManagedView(
+        name="mv_enrollment_trends",
+        live_view="v_enrollment_trends",
+        unique_key=("budget_version_id", "level_id", "nationality_type_id"),
+        source_tables=(
+            "budget_versions",
+            "enrollment_plans",
+            "academic_levels",
+            "academic_cycles",
+            "nationality_types",
+        ),
+        description="Students per level and nationality for the approved version of each "
+        "fiscal year, with the change vs the previous year's approved version.",
+        # The approved version the row belongs to (one per organization and fiscal year).
+        version_column="budget_version_id",
+        comment="Enrollment trends: one row per (approved version of an organization and "
+        "fiscal year, level, nationality); students and the change vs fiscal_year - 1's "
+        "approved version.",
+    ),
+    ManagedView(
+        name="mv_financial_ratios",
+        live_view="v_financial_ratios",
+        unique_key=("budget_version_id",),
+        source_tables=(
+            # mv_kpi_dashboard's tables (read through it) ...
+            "budget_versions",
+            "enrollment_plans",
+            "class_structures",
+            "dhg_teacher_requirements",
+            "teacher_allocations",
+            "revenue_plans",
+            "personnel_cost_plans",
+            "operating_cost_plans",
+            "capex_plans",
+            "nationality_types",
+            "teacher_categories",
+            # ... and its own, for the split by cycle.
+            "academic_levels",
+            "academic_cycles",
+        ),
+        description="One row per budget version: revenue mix, cost shares, margin and "
+        "personnel cost per student by cycle.",
+        depends_on=("mv_kpi_dashboard",),
+        one_row_per_version=True,
+        comment="Financial ratios: one row per non-deleted budget version (reads "
+        "mv_kpi_dashboard); revenue mix, cost shares, margin, personnel cost per student by "
+        "cycle.",
+    ),
+    ManagedView(
+        name="mv_workforce_utilization",
+        live_view="v_workforce_utilization",
+        unique_key=("budget_version_id", "subject_id"),
+        source_tables=(
+            "budget_versions",
+            "dhg_teacher_requirements",
+            "teacher_allocations",
+            "teacher_categories",
+            "subjects",
+        ),
+        description="One row per (budget version, subject): DHG hours required vs teacher FTE "
+        "allocated by category, HSA share, gap, utilization.",
+        comment="Workforce utilization: one row per (non-deleted budget version, subject); DHG "
+        "hours required vs teacher FTE allocated by category, HSA share, gap.",
     ),
 )
 

@@ -84,6 +84,21 @@ def build_parser() -> argparse.ArgumentParser:
     stamp.set_defaults(handler=cmd_db_stamp)
     current = db_commands.add_parser("current", help="show the applied and the latest revision")
     current.set_defaults(handler=cmd_db_current)
+    roles = db_commands.add_parser(
+        "roles",
+        help="create the pipeline, dashboard and app roles and set least privileges (idempotent; "
+        "run as the migration owner after every upgrade)",
+    )
+    roles.add_argument("--dry-run", action="store_true", help="print the SQL, change nothing")
+    roles.add_argument("--pipeline-role", help="default: EFIR_ROLE_PIPELINE or efir_pipeline")
+    roles.add_argument("--dashboard-role", help="default: EFIR_ROLE_DASHBOARD or efir_dashboard")
+    roles.add_argument("--app-role", help="default: EFIR_ROLE_APP or efir_app")
+    roles.add_argument(
+        "--nologin",
+        action="store_true",
+        help="group roles (NOLOGIN) to GRANT to login users, instead of LOGIN roles",
+    )
+    roles.set_defaults(handler=cmd_db_roles)
 
     refresh = commands.add_parser(
         "refresh", help="refresh views (default: all, in dependency order)"
@@ -102,6 +117,19 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("views", nargs="*", metavar="VIEW")
     info.add_argument("--json", action="store_true", help="machine-readable output")
     info.set_defaults(handler=cmd_info)
+
+    history = commands.add_parser(
+        "history", help="last refreshes: duration, rows, size, outcome, trigger, lag closed"
+    )
+    history.add_argument("views", nargs="*", metavar="VIEW", help="default: every view")
+    history.add_argument(
+        "--since",
+        type=_since,
+        help="only attempts finished since: 2h, 7d, 2026-01-15, 2026-01-15T10:00",
+    )
+    history.add_argument("--limit", type=_positive, default=20, help="rows (default: 20)")
+    history.add_argument("--json", action="store_true", help="machine-readable output")
+    history.set_defaults(handler=cmd_history)
 
     demo = commands.add_parser("demo-data", help="load realistic demo data")
     demo.add_argument("--scale", choices=["efir", "network"], default="efir")
@@ -123,6 +151,29 @@ def build_parser() -> argparse.ArgumentParser:
         "prepare", help="migrate, load demo data if the database is empty, refresh all views"
     )
     prepare.set_defaults(handler=cmd_prepare)
+
+    start = commands.add_parser(
+        "start", help="prepare (as above), then run the Dagster UI (dagster dev) until Ctrl-C"
+    )
+    start.add_argument("--host", default="127.0.0.1", help="UI host (default: 127.0.0.1)")
+    start.add_argument("--port", type=int, default=3000, help="UI port (default: 3000)")
+    start.add_argument(
+        "--skip-prepare",
+        action="store_true",
+        help="start the UI at once: no migrations, demo data or first refresh",
+    )
+    start.set_defaults(handler=cmd_start)
+
+    docs = commands.add_parser(
+        "docs",
+        help="render docs/reference.md from the catalog and the COMMENTs of the database "
+        "(which must be at the latest migration)",
+    )
+    docs.add_argument(
+        "--check", action="store_true", help="change nothing; exit 1 if the file is stale"
+    )
+    docs.add_argument("--output", help="file to write or check (default: docs/reference.md)")
+    docs.set_defaults(handler=cmd_docs)
     return parser
 
 
@@ -155,6 +206,30 @@ def cmd_db_current(args) -> int:
     url = database_url()
     print(
         f"applied: {migrate.current_revision(url) or 'none'}\nlatest:  {migrate.head_revision(url)}"
+    )
+    return 0
+
+
+def cmd_db_roles(args) -> int:
+    from efir_pipeline.db import roles
+
+    names = roles.RoleNames.from_env(
+        pipeline=args.pipeline_role, dashboard=args.dashboard_role, app=args.app_role
+    )
+    plan, script = roles.apply(database_url(), names, login=not args.nologin, dry_run=args.dry_run)
+    if args.dry_run:
+        print(script)
+        return 0
+    for note in plan.notes:
+        print(f"note: {note}", file=sys.stderr)
+    with connection(autocommit=True) as conn:
+        matrix = roles.privilege_matrix(conn, names)
+    print(render(matrix, ("object", "kind", "pipeline", "dashboard", "app")))
+    created = ", ".join(plan.created) or "none"
+    print(
+        f"{len(plan.statements)} statements applied; roles created: {created}. "
+        "Set passwords with ALTER ROLE ... PASSWORD (see docs/deploy.md).",
+        file=sys.stderr,
     )
     return 0
 
@@ -222,6 +297,54 @@ def cmd_info(args) -> int:
             "oldest_unreflected_change_at",
         )
         print(render(infos, columns))
+    return 0
+
+
+def _since(text: str):
+    """``2h`` / ``30min`` / ``7d`` ago, or an ISO date or time (local time when naive)."""
+    from datetime import datetime, timedelta
+
+    from efir_pipeline.db.health import parse_seconds
+
+    try:
+        return datetime.now().astimezone() - timedelta(seconds=parse_seconds(text))
+    except EfirError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither a duration (2h, 7d) nor a date or time (2026-01-15T10:00)"
+        ) from None
+    return moment if moment.tzinfo else moment.astimezone()
+
+
+def cmd_history(args) -> int:
+    from efir_pipeline.db.health import human_duration, refresh_history
+
+    views = catalog.resolve_views(args.views) if args.views else None  # names checked first
+    with connection(autocommit=True) as conn:
+        require_schema(conn)
+        rows = refresh_history(conn, views, since=args.since, limit=args.limit)
+    if args.json:
+        print(to_json([{"view": r.pop("view_name"), **r} for r in rows]))
+        return 0
+    table = [
+        {
+            **row,
+            "view": row["view_name"],
+            "seconds": row["duration_seconds"],
+            "waited": row["wait_seconds"],
+            "rows": row["row_count"],
+            "lag_closed": None
+            if row["lag_closed_seconds"] is None
+            else human_duration(row["lag_closed_seconds"]),
+        }
+        for row in rows
+    ]
+    columns = ("id", "finished_at", "view", "outcome", "trigger", "seconds", "waited", "rows",
+               "size_bytes", "lag_closed", "error")  # fmt: skip
+    print(render(table, columns))
     return 0
 
 
@@ -311,6 +434,59 @@ def cmd_prepare(args) -> int:
     if failed:
         raise EfirError("refresh failed: " + "; ".join(failed))
     return cmd_kpis(argparse.Namespace(fiscal_year=None, limit=50, json=False))
+
+
+def cmd_start(args) -> int:
+    """The main job: a ready database, then the Dagster UI on it until Ctrl-C.
+
+    With DATABASE_URL unset, this process holds the embedded server for as long as
+    Dagster runs and exports its URL, so every Dagster process uses that one server.
+    """
+    from efir_pipeline import dagster_dev
+    from efir_pipeline.db import embedded
+
+    dagster_dev.check_port_free(args.host, args.port)
+    dagster_dev.check_home_free()
+    try:
+        url = database_url()
+        if not args.skip_prepare:
+            cmd_prepare(args)
+        return dagster_dev.run(args.host, args.port, database_url=url)
+    finally:
+        embedded.stop()  # no-op with DATABASE_URL; else the server stops if no one else uses it
+
+
+def cmd_docs(args) -> int:
+    """Generated reference docs: from the catalog and a database at the head revision."""
+    from pathlib import Path
+
+    from efir_pipeline import docgen
+    from efir_pipeline.db.errors import MigrationsNotApplied
+
+    url = database_url()
+    applied, head = migrate.current_revision(url), migrate.head_revision(url)
+    if applied != head:
+        raise MigrationsNotApplied(
+            f"docs are generated from a database at the latest migration ({head}); this one "
+            f"is at {applied or 'none'}: run `efir-pipeline db upgrade` first"
+        )
+    with connection(autocommit=True) as conn:
+        text = docgen.render(conn, head)
+    path = Path(args.output) if args.output else docgen.REFERENCE_PATH
+    current = path.read_text() if path.exists() else ""
+    if args.check:
+        if current == text:
+            print(f"{path} is up to date")
+            return 0
+        print(docgen.diff(current, text, path), end="")
+        print(f"efir-pipeline: {path} is stale: run `efir-pipeline docs`", file=sys.stderr)
+        return 1
+    if current != text:
+        path.write_text(text)
+        print(f"wrote {path}")
+    else:
+        print(f"{path} is up to date")
+    return 0
 
 
 if __name__ == "__main__":
