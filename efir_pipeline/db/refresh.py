@@ -147,6 +147,7 @@ def _refresh(
                 sql.SQL("CONCURRENTLY " if concurrently else ""), ident
             )
             snapshot_at = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+            reflected = _reflection_point(conn, view)
             t0 = time.monotonic()
             conn.execute(statement)
             duration = time.monotonic() - t0
@@ -168,6 +169,7 @@ def _refresh(
                 ran_concurrently=concurrently,
                 row_count=row_count,
                 size_bytes=size_bytes,
+                **reflected,
             )
         log.info("refreshed %s in %.3fs (%s rows)", view.name, duration, row_count)
         return RefreshResult(
@@ -196,6 +198,48 @@ class _Busy(Exception):
 
 class _Coalesced(Exception):
     """A refresh that started after this request has already succeeded."""
+
+
+def _reflection_point(conn: psycopg.Connection, view: ManagedView) -> dict:
+    """What this refresh will reflect, for the change log (migration 0004) when present.
+
+    Taken in its own statement right before REFRESH, whose snapshot is taken later and
+    so sees at least as much: a change whose transaction is visible here is reflected.
+    A view that reads other managed views (``depends_on``) reflects a change to their
+    tables only as far as their last refresh did, so the earliest of its own snapshot
+    and theirs is recorded (snapshots taken at different times are nested; NULL when an
+    upstream view has no recorded snapshot: then nothing is claimed). The highest
+    change id visible in it is recorded too, but is no watermark (a lower id can commit
+    later). Without change capture nothing is recorded, as before.
+    """
+    if conn.execute("SELECT to_regclass('efir_budget.change_log')").fetchone()[0] is None:
+        return {}
+    snapshot, max_id = conn.execute(
+        """WITH snaps AS (
+               SELECT pg_current_snapshot() AS s
+               UNION ALL
+               SELECT (SELECT l.reflected_snapshot FROM efir_budget.mv_refresh_log l
+                       WHERE l.view_name = u.name AND l.outcome = 'success'
+                       ORDER BY l.snapshot_at DESC LIMIT 1)
+               FROM unnest(%s::text[]) AS u(name)
+           ), chosen AS (
+               SELECT CASE WHEN bool_and(s IS NOT NULL) THEN
+                          (SELECT s FROM snaps
+                           ORDER BY pg_snapshot_xmax(s), (SELECT count(*) FROM pg_snapshot_xip(s)) DESC
+                           LIMIT 1)
+                      END AS s
+               FROM snaps
+           )
+           SELECT c.s::text,
+                  CASE WHEN c.s IS NOT NULL THEN
+                      (SELECT id FROM efir_budget.change_log
+                       WHERE pg_visible_in_snapshot(txid::text::xid8, c.s)
+                       ORDER BY id DESC LIMIT 1)
+                  END
+           FROM chosen c""",
+        (list(view.depends_on),),
+    ).fetchone()
+    return {"reflected_snapshot": snapshot, "reflected_change_id": max_id}
 
 
 def _refreshed_since(conn: psycopg.Connection, view: ManagedView, since: datetime) -> bool:
