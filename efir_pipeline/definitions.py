@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import dagster as dg
 
-from efir_pipeline import assets, jobs
+from efir_pipeline import alerts, assets, checks, jobs, schedules, sensors
 from efir_pipeline.resources import RESOURCE_KEY, postgres_resource
 
 ASSETS: list[dg.AssetSpec | dg.AssetsDefinition] = [*assets.SOURCE_SPECS, *assets.VIEW_ASSETS]
-ASSET_CHECKS: list[dg.AssetChecksDefinition] = []
-JOBS: list[dg.UnresolvedAssetJobDefinition | dg.JobDefinition] = [*jobs.JOBS]
-SCHEDULES: list[dg.ScheduleDefinition] = []
-SENSORS: list[dg.SensorDefinition] = []
+ASSET_CHECKS: list[dg.AssetChecksDefinition] = [*checks.ASSET_CHECKS]
+JOBS: list[dg.UnresolvedAssetJobDefinition | dg.JobDefinition] = [
+    *jobs.JOBS,
+    *checks.JOBS,
+    *schedules.JOBS,
+]
+SCHEDULES: list[dg.ScheduleDefinition] = [*schedules.SCHEDULES, *checks.SCHEDULES]
+SENSORS: list[dg.SensorDefinition] = [*sensors.SENSORS, *alerts.SENSORS]
 RESOURCES: dict[str, object] = {RESOURCE_KEY: postgres_resource()}
 
 defs = dg.Definitions(
