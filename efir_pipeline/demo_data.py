@@ -4,9 +4,9 @@ Why it is built this way:
 
 - Set-based. Each table is filled by ONE ``INSERT ... SELECT`` over generate_series,
   small parameter tables (``VALUES``) and joins with the reference tables. Python sends
-  about twenty statements whatever the scale, so EFIR scale (10 versions) takes well
-  under a second and the network scale (600 schools x 20 versions, ~4 M rows) a minute
-  or two on two cores; row-by-row inserts from Python would take far longer.
+  about twenty statements whatever the scale: EFIR scale (10 versions, 3,191 rows) takes
+  0.2 s, the network scale (600 schools x 20 versions, 3.8 M rows) 70-85 s on two cores,
+  about a third of it in the foreign-key checks every inserted row goes through.
 - Deterministic without a random generator. Every "random" figure is
   ``hashtextextended('<seed>:<key>', 0)`` of a key naming what it is for (school,
   fiscal year, version slot, level, nationality, account ...), and every id is
