@@ -20,7 +20,13 @@ from efir_pipeline.db import embedded, migrate
 from efir_pipeline.db.settings import validate_url
 
 # Tables the migrations fill with reference rows; everything else is test data.
-REFERENCE_TABLES = ("academic_cycles", "academic_levels", "nationality_types", "teacher_categories", "subjects")
+REFERENCE_TABLES = (
+    "academic_cycles",
+    "academic_levels",
+    "nationality_types",
+    "teacher_categories",
+    "subjects",
+)
 
 
 def _with_database(url: str, database: str) -> str:
@@ -57,7 +63,9 @@ def make_database(server_url: str) -> Iterator[Callable[..., str]]:
     yield make
     with psycopg.connect(server_url, autocommit=True) as conn:
         for name in created:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,10 @@ from efir_pipeline.db.errors import UnknownViewError
 
 
 def test_names_resolve_in_refresh_order_whatever_the_input_order():
-    names = [v.name for v in catalog.resolve_views(["mv_budget_consolidation", "efir_budget.mv_kpi_dashboard"])]
+    names = [
+        v.name
+        for v in catalog.resolve_views(["mv_budget_consolidation", "efir_budget.mv_kpi_dashboard"])
+    ]
     assert names == ["mv_kpi_dashboard", "mv_budget_consolidation"]
 
 
@@ -43,7 +46,9 @@ def test_every_view_has_a_unique_key_and_sources():
 
 
 def test_views_reading_a_table():
-    assert [v.name for v in catalog.views_reading("budget_consolidations")] == ["mv_budget_consolidation"]
+    assert [v.name for v in catalog.views_reading("budget_consolidations")] == [
+        "mv_budget_consolidation"
+    ]
     assert {v.name for v in catalog.views_reading("budget_versions")} >= {
         "mv_kpi_dashboard",
         "mv_budget_consolidation",

@@ -36,7 +36,9 @@ def test_unknown_view_exits_2_listing_the_known_ones_before_touching_the_databas
     assert all(name in lines[0] for name in catalog.view_names())
 
 
-@pytest.mark.parametrize("url", ["mysql://x@localhost/db", "postgresql://x@localhost:notaport/db", "nonsense"])
+@pytest.mark.parametrize(
+    "url", ["mysql://x@localhost/db", "postgresql://x@localhost:notaport/db", "nonsense"]
+)
 def test_malformed_url_is_a_clear_error(url):
     result = run_cli("info", url=url)
     assert result.returncode == 2
