@@ -29,6 +29,9 @@ VIEWS_GROUP = "kpi_views"
 TRIGGER_TAG = "efir/trigger"
 """Run tag naming who asked for a refresh (e.g. ``sensor:high``); recorded in the history."""
 DEFAULT_TRIGGER = "dagster"
+FULL_TAG = "efir/full"
+"""Run tag: ``true`` makes every view of the run recompute all its versions (incremental
+views included, which then rewrite their cache); the nightly schedule sets it."""
 _log = logging.getLogger(__name__)
 
 
@@ -89,6 +92,13 @@ def describe(view: ManagedView) -> str:
         "MATERIALIZED VIEW CONCURRENTLY (plain only when never populated) through the "
         "efir-pipeline refresh engine and records it in efir_budget.mv_refresh_log."
     )
+    if view.incremental:
+        parts.append(
+            f"Incremental (strategy per_version): the view selects from `{SCHEMA}."
+            f"{view.incremental_view}`, so a refresh recomputes only the versions with changes "
+            f"not yet synced (`{SCHEMA}.{view.dirty_view}`); run tag `{FULL_TAG}=true` (the "
+            "nightly schedule) recomputes them all. See docs/incremental-refresh.md."
+        )
     return "\n\n".join(parts)
 
 
@@ -101,6 +111,11 @@ def trigger_for(tags: Mapping[str, str]) -> str:
     if tags.get("dagster/sensor_name"):
         return "sensor"
     return DEFAULT_TRIGGER
+
+
+def full_requested(tags: Mapping[str, str]) -> bool:
+    """Whether a run with these tags asks for full refreshes (``efir/full=true``)."""
+    return str(tags.get(FULL_TAG, "")).strip().lower() in ("true", "1", "yes")
 
 
 def build_view_asset(view: ManagedView) -> dg.AssetsDefinition:
@@ -137,8 +152,9 @@ def refresh_as_materialization(
     ``transient_retries`` is spent, then Failure; anything else -> Failure at once.
     """
     trigger = trigger_for(context.run.tags)
+    full = full_requested(context.run.tags)
     try:
-        result = postgres.refresh(view, trigger=trigger, run_id=context.run_id)
+        result = postgres.refresh(view, trigger=trigger, run_id=context.run_id, full=full)
     except DatabaseUnavailable as exc:  # cannot even connect: worth another try
         retry_or_fail(context, postgres, view, str(exc), transient=True, metadata={})
     except EfirError as exc:  # configuration, migrations not applied: retrying cannot help
@@ -237,6 +253,10 @@ def materialization_metadata(
         "wait_seconds": dg.MetadataValue.float(float(result.wait_seconds)),
         "concurrently": bool(result.concurrently),
     }
+    if result.mode is not None:
+        metadata["mode"] = result.mode
+    if result.versions_recomputed is not None:
+        metadata["versions_recomputed"] = dg.MetadataValue.int(result.versions_recomputed)
     if row_count is not None:
         metadata["dagster/row_count"] = dg.MetadataValue.int(row_count)
     if columns is not None:

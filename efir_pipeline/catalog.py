@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from efir_pipeline.db.errors import UnknownViewError
 
 SCHEMA = "efir_budget"
+STRATEGIES = ("full", "per_version")
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,42 @@ class ManagedView:
     Kept here so the Dagster asset description needs no database at load time;
     tests/dagster checks it still equals the database's comment.
     """
+    strategy: str = "full"
+    """How a refresh recomputes the view (docs/incremental-refresh.md):
+
+    - ``full``: the materialized view is ``SELECT * FROM live_view``; every refresh
+      recomputes every row;
+    - ``per_version``: the materialized view is ``SELECT * FROM`` :attr:`incremental_view`,
+      which returns the same rows as ``live_view`` but recomputes only the versions with a
+      change the pipeline has not synced yet (``efir_budget.incremental_state``) and reads
+      the others from :attr:`cache_table`. A refresh with ``full=True`` (the nightly one)
+      recomputes everything. Needs ``version_column``.
+    """
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"{self.name}: strategy {self.strategy!r} is not one of {STRATEGIES}")
+        if self.strategy == "per_version" and not self.version_column:
+            raise ValueError(f"{self.name}: strategy per_version needs a version_column")
+
+    @property
+    def incremental(self) -> bool:
+        return self.strategy == "per_version"
+
+    @property
+    def cache_table(self) -> str:
+        """``per_version``: the pipeline's table of last synced rows, e.g. ``mv_kpi_dashboard_cache``."""
+        return f"{self.name}_cache"
+
+    @property
+    def incremental_view(self) -> str:
+        """``per_version``: the plain view the materialized view selects from."""
+        return f"{self.live_view}_incremental"
+
+    @property
+    def dirty_view(self) -> str:
+        """``per_version``: the plain view of the versions the next refresh recomputes."""
+        return f"{self.live_view}_dirty"
 
     @property
     def qualified_name(self) -> str:
@@ -69,6 +106,7 @@ VIEWS: tuple[ManagedView, ...] = (
         ),
         description="One row per budget version: the 30+ KPIs of the dashboard.",
         one_row_per_version=True,
+        strategy="per_version",
         comment="KPI dashboard: one row per non-deleted budget version; sums over non-deleted "
         "rows, 0 when a version has none; ratios NULL when the denominator is 0.",
     ),

@@ -84,15 +84,17 @@ class PostgresResource(dg.ConfigurableResource):
             yield conn
 
     def refresh(
-        self, view: ManagedView, *, trigger: str, run_id: str | None = None
+        self, view: ManagedView, *, trigger: str, run_id: str | None = None, full: bool = False
     ) -> RefreshResult:
-        """Refresh one view through the shared engine (advisory lock, timeouts, history)."""
+        """Refresh one view through the shared engine (advisory lock, timeouts, history);
+        ``full`` recomputes every version of an incremental view too."""
         return refresh_view(
             view,
             url=self.url(),
             settings=self.refresh_settings(),
             trigger=trigger,
             run_id=run_id,
+            full=full,
         )
 
 

@@ -3,7 +3,10 @@
 Low-priority changes (single edits, drafts) wait for ``refresh_all_views_nightly``:
 02:00 Asia/Riyadh by default, ``EFIR_NIGHTLY_CRON`` / ``EFIR_NIGHTLY_TZ`` to change it
 (read when the code location loads). It refreshes every view whatever the sensors
-did, so a view whose event-driven run failed is caught up at least once a day.
+did, so a view whose event-driven run failed is caught up at least once a day. Its runs
+carry ``efir/full=true``: incremental views (catalog strategy ``per_version``) recompute
+every version and rewrite their cache, so nothing the cache could have missed (a write
+that skipped change capture) survives a night (docs/incremental-refresh.md).
 
 ``prune_change_log_nightly`` then deletes change-log rows older than
 ``EFIR_CHANGE_LOG_RETENTION`` (30 days) that every reading view reflects
@@ -15,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dagster as dg
 
-from efir_pipeline.assets import TRIGGER_TAG
+from efir_pipeline.assets import FULL_TAG, TRIGGER_TAG
 from efir_pipeline.db import changes
 from efir_pipeline.db.errors import ConfigError
 from efir_pipeline.jobs import refresh_all_views
@@ -68,9 +71,10 @@ def build_nightly_schedule(
             execution_timezone=timezone,
             job=refresh_all_views,
             default_status=dg.DefaultScheduleStatus.RUNNING,
-            tags={TRIGGER_TAG: "schedule"},
+            tags={TRIGGER_TAG: "schedule", FULL_TAG: "true"},
             description=f"Refresh every managed view at {cron} ({timezone}): the low-priority "
-            "changes (single edits) and anything an event-driven run missed.",
+            "changes (single edits) and anything an event-driven run missed; a full recompute "
+            "(efir/full=true), incremental views included.",
         )
 
     return _schedule(NIGHTLY_SCHEDULE, "EFIR_NIGHTLY_CRON", cron, build)

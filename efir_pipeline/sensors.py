@@ -34,6 +34,12 @@ With the snapshot each change is considered exactly once, across restarts too.
 - A failed run is retried by the asset's retry policy and reported; the sensor does
   not request the same changes again (a broken view would launch a run every tick);
   the freshness check reports them and the nightly refresh retries.
+- Affected versions: the ``efir/versions`` tag lists the budget versions of the changes
+  that triggered the request (count, then the first ids; ``all`` when one of them has
+  no version: a reference table or a TRUNCATE), for people reading the run. It is not
+  what the refresh recomputes: an incremental view (catalog strategy ``per_version``)
+  finds its dirty versions itself, in the change log, in the snapshot of its REFRESH,
+  which also covers changes committed after this tick (docs/incremental-refresh.md).
 """
 
 import json
@@ -76,6 +82,10 @@ class Decision:
     counts: tuple[tuple[str, int], ...]
     """Per view, how many changes not yet reflected the refresh will cover."""
     max_change_id: int | None
+    versions: tuple[str, ...] = ()
+    """Budget versions of the triggering changes (informational, see the module doc)."""
+    all_versions: bool = False
+    """A triggering change has no version (reference table, TRUNCATE): all are affected."""
 
     def run_request(self, priority: Priority) -> dg.RunRequest:
         return dg.RunRequest(
@@ -87,8 +97,17 @@ class Decision:
                 "efir/reason": _clip("; ".join(self.reasons)),
                 "efir/changes": ",".join(f"{v}={n}" for v, n in self.counts),
                 "efir/max_change_id": str(self.max_change_id),
+                "efir/versions": versions_tag(self.versions, self.all_versions),
             },
         )
+
+
+def versions_tag(versions: Iterable[str], everything: bool) -> str:
+    """``all`` or ``<count>: id,id,...`` clipped to the tag limit (``...`` when clipped)."""
+    if everything:
+        return "all"
+    versions = list(versions)
+    return _clip(f"{len(versions)}: {','.join(versions)}")
 
 
 def _clip(text: str) -> str:
@@ -139,6 +158,7 @@ def plan(
     known = set(catalog.view_names())  # a view dropped from the catalog leaves the cursor
     new_cursor = {name: dict(entry) for name, entry in cursor.items() if name in known}
     wanted: dict[str, tuple[list[str], changes.Outstanding]] = {}
+    affected: dict[str, list] = {}
     notes: list[str] = []
     for view in catalog.VIEWS:
         out = read.views.get(view.name)
@@ -165,6 +185,7 @@ def plan(
                 continue
         reasons = list(dict.fromkeys(c.reason for c in mine))
         wanted[view.name] = (reasons, out)
+        affected[view.name] = [c.change.budget_version_id for c in mine]
 
     # A view reading other views is refreshed after them, in the same run: its refresh
     # reflects their tables only as far as their last refresh did (see db/refresh.py).
@@ -179,6 +200,7 @@ def plan(
         max_id = max((o.max_id for o in outs if o.max_id is not None), default=None)
         count = sum(o.count for o in outs)
         reasons = tuple(dict.fromkeys(r for name in group for r in wanted[name][0]))
+        versions = [v for name in group for v in affected.get(name, [])]
         decisions.append(
             Decision(
                 views=tuple(group),
@@ -186,6 +208,8 @@ def plan(
                 reasons=reasons,
                 counts=tuple((name, o.count) for name, o in zip(group, outs, strict=True)),
                 max_change_id=max_id,
+                versions=tuple(dict.fromkeys(str(v) for v in versions if v is not None)),
+                all_versions=any(v is None for v in versions),
             )
         )
         for name, out in zip(group, outs, strict=True):

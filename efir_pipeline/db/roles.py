@@ -82,8 +82,9 @@ PIPELINE_FUNCTIONS = (
     "oldest_unreflected_change",
     "prune_change_log",
     "view_freshness",
+    "unsynced_versions",
 )
-"""Functions of migrations 0004/0005, owned by the pipeline; EXECUTE revoked from PUBLIC.
+"""Functions of migrations 0004/0005/0007, owned by the pipeline; EXECUTE revoked from PUBLIC.
 Dashboards get EXECUTE on those their views call (``view_freshness``, a SECURITY
 DEFINER function behind ``kpi_freshness``)."""
 
