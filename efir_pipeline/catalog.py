@@ -9,7 +9,7 @@ migration that creates it (a plain ``v_*`` view holding the query and the
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from efir_pipeline.db.errors import UnknownViewError
 
@@ -31,7 +31,6 @@ class ManagedView:
     """Other managed views this one reads; refreshed first."""
     version_column: str | None = "budget_version_id"
     """The column that ties a row to a budget version (for sampling and per-version work)."""
-    extra: dict = field(default_factory=dict, compare=False, hash=False)
     one_row_per_version: bool = False
     """Exactly one row per non-deleted budget version (the completeness check holds it to that)."""
     comment: str = ""
@@ -86,24 +85,26 @@ class ManagedView:
         return f"{SCHEMA}.{self.live_view}"
 
 
+KPI_DASHBOARD_SOURCES: tuple[str, ...] = (
+    "budget_versions",
+    "enrollment_plans",
+    "class_structures",
+    "dhg_teacher_requirements",
+    "teacher_allocations",
+    "revenue_plans",
+    "personnel_cost_plans",
+    "operating_cost_plans",
+    "capex_plans",
+    "nationality_types",
+    "teacher_categories",
+)
+
 VIEWS: tuple[ManagedView, ...] = (
     ManagedView(
         name="mv_kpi_dashboard",
         live_view="v_kpi_dashboard",
         unique_key=("budget_version_id",),
-        source_tables=(
-            "budget_versions",
-            "enrollment_plans",
-            "class_structures",
-            "dhg_teacher_requirements",
-            "teacher_allocations",
-            "revenue_plans",
-            "personnel_cost_plans",
-            "operating_cost_plans",
-            "capex_plans",
-            "nationality_types",
-            "teacher_categories",
-        ),
+        source_tables=KPI_DASHBOARD_SOURCES,
         description="One row per budget version: the 30+ KPIs of the dashboard.",
         one_row_per_version=True,
         strategy="per_version",
@@ -144,23 +145,8 @@ VIEWS: tuple[ManagedView, ...] = (
         name="mv_financial_ratios",
         live_view="v_financial_ratios",
         unique_key=("budget_version_id",),
-        source_tables=(
-            # mv_kpi_dashboard's tables (read through it) ...
-            "budget_versions",
-            "enrollment_plans",
-            "class_structures",
-            "dhg_teacher_requirements",
-            "teacher_allocations",
-            "revenue_plans",
-            "personnel_cost_plans",
-            "operating_cost_plans",
-            "capex_plans",
-            "nationality_types",
-            "teacher_categories",
-            # ... and its own, for the split by cycle.
-            "academic_levels",
-            "academic_cycles",
-        ),
+        # mv_kpi_dashboard's tables (read through it) and its own, for the split by cycle.
+        source_tables=(*KPI_DASHBOARD_SOURCES, "academic_levels", "academic_cycles"),
         description="One row per budget version: revenue mix, cost shares, margin and "
         "personnel cost per student by cycle.",
         depends_on=("mv_kpi_dashboard",),
