@@ -53,7 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verbose:
             raise
         detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        print(f"efir-pipeline: error: {type(exc).__name__}: {detail} (use -v for details)", file=sys.stderr)
+        print(
+            f"efir-pipeline: error: {type(exc).__name__}: {detail} (use -v for details)",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
         print("efir-pipeline: interrupted", file=sys.stderr)
@@ -109,6 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     refresh.add_argument(
         "--trigger", default="manual", help="recorded in the history (default: manual)"
+    )
+    refresh.add_argument(
+        "--full",
+        action="store_true",
+        help="recompute every version, also for incremental (per_version) views, and rewrite "
+        "their cache (what the nightly schedule does)",
     )
     refresh.add_argument("--json", action="store_true", help="machine-readable output")
     refresh.set_defaults(handler=cmd_refresh)
@@ -174,6 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     docs.add_argument("--output", help="file to write or check (default: docs/reference.md)")
     docs.set_defaults(handler=cmd_docs)
+
+    from efir_pipeline import bench  # `efir-pipeline bench`: its options live with it
+
+    bench.add_parser(commands)
     return parser
 
 
@@ -250,7 +263,7 @@ def cmd_refresh(args) -> int:
             continue
         if not args.json:
             print(f"refreshing {view.name} ...", file=sys.stderr, flush=True)
-        result = refresh_view(view, wait=not args.no_wait, trigger=args.trigger)
+        result = refresh_view(view, wait=not args.no_wait, trigger=args.trigger, full=args.full)
         results.append(result)
         if not result.ok:
             failed.add(view.name)
@@ -268,6 +281,8 @@ def cmd_refresh(args) -> int:
                         "rows": r.row_count,
                         "size_bytes": r.size_bytes,
                         "concurrently": r.concurrently,
+                        "mode": r.mode,
+                        "versions": r.versions_recomputed,
                         "history_id": r.log_id,
                         "error": r.error,
                     }
