@@ -28,6 +28,7 @@ from tests.db.test_change_capture import (
     refresh_all,
     view_equals_live_query,
 )
+from tests.waiting import wait_for_blocked_refreshes
 
 HIGH = sensors.high_priority_sensor
 NOW = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -280,7 +281,7 @@ def test_a_burst_during_a_refresh_is_reflected_by_the_next_refresh(conn, db_url,
         blocker.execute("LOCK TABLE efir_budget.revenue_plans IN ACCESS EXCLUSIVE MODE")
         thread = threading.Thread(target=lambda: box.setdefault("r", refresh_view(KPI, url=db_url)))
         thread.start()
-        _wait_for_lock_wait(conn)
+        wait_for_blocked_refreshes(db_url)
         add_operating_costs(conn, [version], per_version=150)  # the burst, during the refresh
         during = tick(cursor=first.cursor)  # the next tick, while the refresh still runs
         blocker.rollback()
@@ -293,21 +294,6 @@ def test_a_burst_during_a_refresh_is_reflected_by_the_next_refresh(conn, db_url,
     assert refresh_view(KPI, url=db_url).ok  # the run the sensor requested
     assert view_equals_live_query(conn, KPI)
     assert tick(cursor=during.cursor).requests == []
-
-
-def _wait_for_lock_wait(conn: psycopg.Connection, timeout: float = 10) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if conn.execute(
-            """SELECT count(*) FROM pg_stat_activity
-               WHERE datname = current_database() AND wait_event_type = 'Lock'
-                 AND query LIKE 'REFRESH MATERIALIZED VIEW%%'"""
-        ).fetchone()[0]:
-            return
-        time.sleep(0.02)
-    raise AssertionError("the refresh never started waiting")
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from efir_pipeline.db import changes, info, migrate
 from efir_pipeline.db.errors import ConfigError
 from efir_pipeline.db.refresh import refresh_view
 from efir_pipeline.rules import Priority, RefreshRules
+from tests.waiting import wait_for_blocked_refreshes
 
 KPI = catalog.get_view("mv_kpi_dashboard")
 CONSOLIDATION = catalog.get_view("mv_budget_consolidation")
@@ -391,7 +392,7 @@ def test_writes_during_a_refresh_are_left_for_the_next_one(conn, db_url):
         blocker.execute("LOCK TABLE efir_budget.revenue_plans IN ACCESS EXCLUSIVE MODE")
         thread = threading.Thread(target=lambda: box.setdefault("r", refresh_view(KPI, url=db_url)))
         thread.start()
-        _wait_for_refresh_waiting(conn)
+        wait_for_blocked_refreshes(db_url)
         add_operating_costs(conn, [version], per_version=150)  # the burst
         blocker.rollback()
     thread.join(15)
@@ -444,21 +445,6 @@ def test_a_view_reading_another_view_reflects_only_what_that_view_did(conn, db_u
         )
     finally:
         conn.execute("DROP MATERIALIZED VIEW efir_budget.mv_test_dependent")
-
-
-def _wait_for_refresh_waiting(conn: psycopg.Connection, timeout: float = 10) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if conn.execute(
-            """SELECT count(*) FROM pg_stat_activity
-               WHERE datname = current_database() AND wait_event_type = 'Lock'
-                 AND query LIKE 'REFRESH MATERIALIZED VIEW%%'"""
-        ).fetchone()[0]:
-            return
-        time.sleep(0.02)
-    raise AssertionError("the refresh never started waiting for a lock")
 
 
 def test_oldest_unreflected_change_per_priority_for_the_freshness_check(conn, db_url):

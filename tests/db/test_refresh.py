@@ -13,6 +13,7 @@ import pytest
 from efir_pipeline import catalog
 from efir_pipeline.db.refresh import refresh_view
 from efir_pipeline.db.settings import RefreshSettings
+from tests.waiting import wait_for_blocked_refreshes
 
 KPI = catalog.get_view("mv_kpi_dashboard")
 CONSOLIDATION = catalog.get_view("mv_budget_consolidation")
@@ -45,21 +46,6 @@ def table_locked(url: str, table: str) -> Iterator[None]:
             yield
         finally:
             holder.rollback()
-
-
-def wait_until_refresh_waits(url: str, count: int = 1, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    with psycopg.connect(url, autocommit=True) as c:
-        while time.monotonic() < deadline:
-            n = c.execute(
-                """SELECT count(*) FROM pg_stat_activity
-                   WHERE datname = current_database() AND wait_event_type IN ('Lock')
-                     AND (query LIKE 'REFRESH MATERIALIZED VIEW%%' OR query LIKE 'SELECT pg_advisory_xact_lock%%')"""
-            ).fetchone()[0]
-            if n >= count:
-                return
-            time.sleep(0.02)
-    raise AssertionError(f"fewer than {count} refresh sessions started waiting")
 
 
 def in_thread(fn, *args, **kwargs) -> tuple[threading.Thread, dict]:
@@ -113,7 +99,7 @@ def test_readers_are_not_blocked_while_a_refresh_runs(conn, db_url):
     refresh_view(KPI, url=db_url)
     with table_locked(db_url, "revenue_plans"):
         thread, box = in_thread(refresh_view, KPI, url=db_url)
-        wait_until_refresh_waits(db_url)
+        wait_for_blocked_refreshes(db_url)
         with psycopg.connect(db_url, autocommit=True) as reader:
             reader.execute("SET statement_timeout = '2s'")
             started = time.monotonic()
@@ -155,7 +141,7 @@ def test_a_lock_timeout_is_a_transient_failure(conn, db_url):
 def test_a_second_caller_that_will_not_wait_is_told_and_runs_nothing(conn, db_url):
     with table_locked(db_url, "revenue_plans"):
         thread, box = in_thread(refresh_view, KPI, url=db_url)
-        wait_until_refresh_waits(db_url)
+        wait_for_blocked_refreshes(db_url)
         second = refresh_view(KPI, url=db_url, wait=False)
     thread.join(15)
     assert second.outcome == "skipped" and "another refresh" in second.error
@@ -167,10 +153,10 @@ def test_requests_during_a_refresh_give_exactly_one_more_refresh(conn, db_url):
     """Two callers arriving while a refresh runs: one refresh after it, the other coalesced."""
     with table_locked(db_url, "revenue_plans"):
         first, first_box = in_thread(refresh_view, KPI, url=db_url)
-        wait_until_refresh_waits(db_url, 1)
+        wait_for_blocked_refreshes(db_url, 1)
         second, second_box = in_thread(refresh_view, KPI, url=db_url)
         third, third_box = in_thread(refresh_view, KPI, url=db_url)
-        wait_until_refresh_waits(db_url, 3)
+        wait_for_blocked_refreshes(db_url, 3)
     for thread in (first, second, third):
         thread.join(15)
     outcomes = sorted(box["result"].outcome for box in (first_box, second_box, third_box))
