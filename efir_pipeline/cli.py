@@ -108,7 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     refresh.add_argument("views", nargs="*", metavar="VIEW", help=", ".join(catalog.view_names()))
     refresh.add_argument(
-        "--no-wait", action="store_true", help="skip a view another process is refreshing"
+        "--no-wait",
+        action="store_true",
+        help="skip (outcome skipped, exit status 0) a view another process is refreshing",
     )
     refresh.add_argument(
         "--trigger", default="manual", help="recorded in the history (default: manual)"
@@ -265,7 +267,8 @@ def cmd_refresh(args) -> int:
             print(f"refreshing {view.name} ...", file=sys.stderr, flush=True)
         result = refresh_view(view, wait=not args.no_wait, trigger=args.trigger, full=args.full)
         results.append(result)
-        if not result.ok:
+        # A skip is what --no-wait asked for: another process is refreshing that view.
+        if not result.ok and result.outcome != "skipped":
             failed.add(view.name)
     if args.json:
         print(to_json([r.as_dict() for r in results]))
@@ -325,6 +328,8 @@ def _since(text: str):
         return datetime.now().astimezone() - timedelta(seconds=parse_seconds(text))
     except EfirError:
         pass
+    except OverflowError:
+        raise argparse.ArgumentTypeError(f"{text!r} reaches back before the year 1") from None
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
@@ -404,7 +409,7 @@ def cmd_kpis(args) -> int:
     with connection(autocommit=True) as conn:
         require_schema(conn)
         cur = conn.cursor(row_factory=_dict_row())
-        where = "WHERE fiscal_year = %(fy)s" if args.fiscal_year else ""
+        where = "WHERE fiscal_year = %(fy)s" if args.fiscal_year is not None else ""
         rows = cur.execute(
             f"""SELECT * FROM efir_budget.mv_kpi_dashboard {where}
                 ORDER BY fiscal_year, version_name LIMIT %(limit)s""",

@@ -21,7 +21,7 @@ from pydantic import Field
 from efir_pipeline.catalog import ManagedView
 from efir_pipeline.db import connection as db_connection
 from efir_pipeline.db.refresh import RefreshResult, refresh_view
-from efir_pipeline.db.settings import RefreshSettings, validate_url
+from efir_pipeline.db.settings import RefreshSettings, check_duration, validate_url
 
 RESOURCE_KEY = "postgres"
 """The key every asset, check and sensor uses to ask for the database."""
@@ -71,7 +71,7 @@ class PostgresResource(dg.ConfigurableResource):
     def refresh_settings(self) -> RefreshSettings:
         """The environment's settings, overridden by whatever this resource sets."""
         overrides = {
-            name: getattr(self, name)
+            name: check_duration(f"postgres.{name}", getattr(self, name))
             for name in ("lock_timeout", "statement_timeout", "wait_timeout")
             if getattr(self, name)
         }

@@ -99,3 +99,40 @@ def test_bad_timeout_setting_is_refused(db_url):
     result = run_cli("refresh", url=db_url, EFIR_STATEMENT_TIMEOUT="1; DROP TABLE x")
     assert result.returncode == 2
     assert "EFIR_STATEMENT_TIMEOUT" in result.stderr
+
+
+@pytest.mark.parametrize("command", [("db", "upgrade"), ("db", "current"), ("prepare",)])
+def test_migration_commands_name_an_unreachable_host_too(command):
+    result = run_cli(*command, url="postgresql://postgres@127.0.0.1:1/efir")
+    assert result.returncode == 3, result.stderr
+    assert "127.0.0.1:1" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_unknown_revision_is_bad_usage(db_url):
+    result = run_cli("db", "downgrade", "nonsense", url=db_url)
+    assert result.returncode == 2 and "nonsense" in result.stderr
+
+
+def test_a_password_in_the_query_string_is_never_echoed():
+    result = run_cli("info", url="postgresql://u@127.0.0.1:1/db?password=s3cret")
+    assert result.returncode == 3 and "s3cret" not in result.stderr
+
+
+@pytest.mark.parametrize("value", ["600", "0", "0s", "-5s"])
+def test_timeouts_need_a_positive_value_with_a_unit(db_url, value):
+    result = run_cli("refresh", url=db_url, EFIR_LOCK_TIMEOUT=value)
+    assert result.returncode == 2 and "EFIR_LOCK_TIMEOUT" in result.stderr
+
+
+def test_no_wait_skip_is_not_a_failure(db_url, conn):
+    with psycopg.connect(db_url) as holder:
+        holder.execute(
+            "SELECT pg_advisory_xact_lock(%s, hashtext('efir_budget.mv_kpi_dashboard'))",
+            (0x45464952,),
+        )
+        result = run_cli(
+            "refresh", "--no-wait", "mv_kpi_dashboard", "mv_financial_ratios", url=db_url
+        )
+        holder.rollback()
+    assert result.returncode == 0, result.stderr
+    assert "skipped" in result.stdout and "mv_financial_ratios" in result.stdout

@@ -37,7 +37,9 @@ def connect(url: str | None = None, *, autocommit: bool = False, **kwargs) -> ps
             **kwargs,
         )
     except psycopg.OperationalError as exc:
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        # libpq's message spans lines ("connection refused" / "Is the server running..."):
+        # keep it all, on one line.
+        reason = " ".join(str(exc).split()) or type(exc).__name__
         raise DatabaseUnavailable(
             f"cannot reach PostgreSQL at {describe_target(url)}: {reason}"
         ) from exc

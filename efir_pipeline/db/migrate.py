@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import create_engine, pool
 
+from efir_pipeline.db.connection import connect
+from efir_pipeline.db.errors import ConfigError
 from efir_pipeline.db.settings import PROJECT_ROOT, with_driver
 
 SOURCE_SCHEMA_REVISION = "0001_source_schema"
@@ -20,19 +26,38 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
+@contextmanager
+def _alembic(url: str) -> Iterator[Config]:
+    """An alembic config for ``url``, with errors people can act on.
+
+    The server is reached once first, so an unreachable one is a DatabaseUnavailable
+    naming the host (exit 3) rather than a SQLAlchemy traceback; alembic's own usage
+    errors (an unknown revision) become a ConfigError (exit 2).
+    """
+    connect(url).close()
+    try:
+        yield alembic_config(url)
+    except CommandError as exc:
+        raise ConfigError(f"alembic: {exc}") from exc
+
+
 def upgrade(url: str, revision: str = "head") -> None:
-    command.upgrade(alembic_config(url), revision)
+    with _alembic(url) as cfg:
+        command.upgrade(cfg, revision)
 
 
 def downgrade(url: str, revision: str) -> None:
-    command.downgrade(alembic_config(url), revision)
+    with _alembic(url) as cfg:
+        command.downgrade(cfg, revision)
 
 
 def stamp(url: str, revision: str) -> None:
-    command.stamp(alembic_config(url), revision)
+    with _alembic(url) as cfg:
+        command.stamp(cfg, revision)
 
 
 def current_revision(url: str) -> str | None:
+    connect(url).close()
     engine = create_engine(with_driver(url, "psycopg"), poolclass=pool.NullPool)
     try:
         with engine.connect() as conn:

@@ -148,9 +148,16 @@ def _refresh(
     wait_seconds = duration = 0.0
     concurrently: bool | None = None
     snapshot_at = None
+    waiting = True  # which phase a failure happened in, for its message
+    t0 = None
     try:
         with conn.transaction():
+            # Waiting for another refresh is bounded by the wait timeout alone (a role's
+            # own statement_timeout must not cut it short and pass for a refresh timeout).
             conn.execute("SELECT set_config('lock_timeout', %s, true)", (settings.wait_timeout,))
+            conn.execute(
+                "SELECT set_config('statement_timeout', %s, true)", (settings.wait_timeout,)
+            )
             if wait:
                 conn.execute(sql.SQL("SELECT pg_advisory_xact_lock({})").format(advisory_key(view)))
             else:
@@ -160,6 +167,7 @@ def _refresh(
                 if not got:
                     raise _Busy
             wait_seconds = time.monotonic() - started
+            waiting = False
             conn.execute("SELECT set_config('lock_timeout', %s, true)", (settings.lock_timeout,))
             conn.execute(
                 "SELECT set_config('statement_timeout', %s, true)", (settings.statement_timeout,)
@@ -227,8 +235,12 @@ def _refresh(
             conn, view, outcome, error, False, trigger, run_id, requested_at, wait_seconds
         )
     except psycopg.Error as exc:
-        transient = is_transient(exc)
-        message = _describe(exc, settings)
+        if waiting:
+            wait_seconds = time.monotonic() - started
+        elif t0 is not None and not duration:
+            duration = time.monotonic() - t0
+        transient = is_transient(exc) or waiting  # the other refresh will end
+        message = _describe(exc, settings, waiting=waiting)
         log.warning("refresh of %s failed: %s", view.name, message)
         return _record_outside(
             conn, view, "failed", message, transient, trigger, run_id, requested_at,
@@ -391,10 +403,22 @@ def _record_outside(
     )  # fmt: skip
 
 
-def _describe(exc: psycopg.Error, settings: RefreshSettings) -> str:
+def _describe(exc: psycopg.Error, settings: RefreshSettings, *, waiting: bool) -> str:
+    """The error, naming the setting that ran out so the operator knows which to raise."""
     first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if waiting and isinstance(exc, errors.LockNotAvailable | errors.QueryCanceled):
+        return (
+            f"lock timeout reached while waiting for another refresh of this view "
+            f"(EFIR_REFRESH_WAIT_TIMEOUT={settings.wait_timeout}): {first_line}"
+        )
     if isinstance(exc, errors.QueryCanceled):
-        return f"statement timeout ({settings.statement_timeout}) reached: {first_line}"
+        return (
+            f"statement timeout (EFIR_STATEMENT_TIMEOUT={settings.statement_timeout}) "
+            f"reached: {first_line}"
+        )
     if isinstance(exc, errors.LockNotAvailable):
-        return f"lock timeout reached while waiting for the view: {first_line}"
+        return (
+            f"lock timeout reached while waiting for the view or its tables "
+            f"(EFIR_LOCK_TIMEOUT={settings.lock_timeout}): {first_line}"
+        )
     return first_line

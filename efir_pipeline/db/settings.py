@@ -25,7 +25,8 @@ _ACCEPTED_SCHEMES = {
     "postgresql+psycopg",
     "postgresql+psycopg2",
 }
-_DURATION = re.compile(r"^\s*\d+(\.\d+)?\s*(us|ms|s|min|h|d)?\s*$")
+# A unit is required: PostgreSQL reads a bare number as milliseconds (600 = 0.6 s).
+_DURATION = re.compile(r"^\s*(\d+(\.\d+)?)\s*(us|ms|s|min|h|d)\s*$")
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -50,7 +51,9 @@ def validate_url(url: str) -> str:
 
 
 def mask_password(url: str) -> str:
-    return re.sub(r"(//[^:/@]+:)[^@]*@", r"\1***@", url)
+    """The URL with any password hidden, in the userinfo or as a query parameter."""
+    url = re.sub(r"(//[^:/@]+:)[^@]*@", r"\1***@", url)
+    return re.sub(r"(?i)(password=)[^&]*", r"\1***", url)
 
 
 def with_driver(url: str, driver: str) -> str:
@@ -84,12 +87,23 @@ def data_dir() -> Path:
     return default
 
 
-def duration(name: str, default: str) -> str:
-    """A PostgreSQL duration from the environment, checked before it reaches SET."""
-    value = os.environ.get(name, default)
-    if not _DURATION.match(value):
-        raise ConfigError(f"{name}={value!r} is not a PostgreSQL duration such as 30s, 500ms, 5min")
+def check_duration(name: str, value: str) -> str:
+    """A positive PostgreSQL duration with a unit, checked before it reaches SET.
+
+    Zero would switch the timeout off, and nothing may wait forever.
+    """
+    match = _DURATION.match(value)
+    if not match or float(match.group(1)) <= 0:
+        raise ConfigError(
+            f"{name}={value!r} is not a positive PostgreSQL duration with a unit, "
+            "such as 30s, 500ms, 5min"
+        )
     return value.strip()
+
+
+def duration(name: str, default: str) -> str:
+    """``check_duration`` of the environment variable ``name`` (or ``default``)."""
+    return check_duration(name, os.environ.get(name, default))
 
 
 @dataclass(frozen=True)

@@ -197,3 +197,17 @@ def test_waiting_for_another_refresh_is_bounded(conn, db_url):
         holder.rollback()
     assert result.outcome == "failed" and result.transient
     assert "lock timeout" in result.error
+
+
+def test_failures_record_how_long_they_waited_and_ran(conn, db_url):
+    settings = RefreshSettings(lock_timeout="10s", statement_timeout="400ms", wait_timeout="300ms")
+    with psycopg.connect(db_url) as holder:
+        holder.execute(
+            "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (0x45464952, KPI.qualified_name)
+        )
+        waited = refresh_view(KPI, url=db_url, settings=settings)
+        holder.rollback()
+    assert waited.wait_seconds >= 0.25 and "EFIR_REFRESH_WAIT_TIMEOUT" in waited.error
+    with table_locked(db_url, "revenue_plans"):
+        ran = refresh_view(KPI, url=db_url, settings=settings)
+    assert ran.duration_seconds >= 0.3 and "EFIR_STATEMENT_TIMEOUT" in ran.error
