@@ -16,7 +16,6 @@ Thresholds: environment (``HealthSettings.from_env``: ``EFIR_FRESHNESS_LIMIT_HIG
 the launchpad (``ops: {mv_kpi_dashboard_health: {config: {...}}}``).
 """
 
-import os
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
@@ -29,6 +28,7 @@ from efir_pipeline.assets import view_asset_key
 from efir_pipeline.catalog import VIEWS, ManagedView
 from efir_pipeline.db import health
 from efir_pipeline.resources import PostgresResource
+from efir_pipeline.schedules import checked_schedule, cron_setting
 
 BLOCKING = frozenset({health.COMPLETENESS, health.RECONCILIATION})
 
@@ -231,13 +231,24 @@ freshness_checks_job = dg.define_asset_job(
     "each view is, noticed even when no refresh runs.",
 )
 
-freshness_checks_schedule = dg.ScheduleDefinition(
-    name="freshness_checks_schedule",
-    job=freshness_checks_job,
-    cron_schedule=os.environ.get("EFIR_FRESHNESS_CHECK_CRON", "").strip() or FRESHNESS_CRON_DEFAULT,
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Runs the freshness checks every 5 minutes (EFIR_FRESHNESS_CHECK_CRON).",
-)
+
+def build_freshness_checks_schedule() -> dg.ScheduleDefinition:
+    cron = cron_setting("EFIR_FRESHNESS_CHECK_CRON", FRESHNESS_CRON_DEFAULT)
+    return checked_schedule(
+        "freshness_checks_schedule",
+        "EFIR_FRESHNESS_CHECK_CRON",
+        cron,
+        lambda: dg.ScheduleDefinition(
+            name="freshness_checks_schedule",
+            job=freshness_checks_job,
+            cron_schedule=cron,
+            default_status=dg.DefaultScheduleStatus.RUNNING,
+            description=f"Runs the freshness checks at {cron} (EFIR_FRESHNESS_CHECK_CRON).",
+        ),
+    )
+
+
+freshness_checks_schedule = build_freshness_checks_schedule()
 
 ASSET_CHECKS: list[dg.AssetChecksDefinition] = [*VIEW_CHECKS]
 JOBS = [freshness_checks_job]

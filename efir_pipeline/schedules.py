@@ -42,11 +42,11 @@ def nightly_timezone() -> str:
     return value
 
 
-def _cron(name: str, default: str) -> str:
+def cron_setting(name: str, default: str) -> str:
     return os.environ.get(name, "").strip() or default
 
 
-def _schedule(name: str, env_var: str, cron: str, build) -> dg.ScheduleDefinition:
+def checked_schedule(name: str, env_var: str, cron: str, build) -> dg.ScheduleDefinition:
     """Build a schedule, turning Dagster's complaint about a bad cron into one line
     naming the setting to fix."""
     try:
@@ -61,7 +61,7 @@ def _schedule(name: str, env_var: str, cron: str, build) -> dg.ScheduleDefinitio
 def build_nightly_schedule(
     cron: str | None = None, timezone: str | None = None
 ) -> dg.ScheduleDefinition:
-    cron = cron or _cron("EFIR_NIGHTLY_CRON", DEFAULT_CRON)
+    cron = cron or cron_setting("EFIR_NIGHTLY_CRON", DEFAULT_CRON)
     timezone = timezone or nightly_timezone()
 
     def build() -> dg.ScheduleDefinition:
@@ -77,7 +77,7 @@ def build_nightly_schedule(
             "(efir/full=true), incremental views included.",
         )
 
-    return _schedule(NIGHTLY_SCHEDULE, "EFIR_NIGHTLY_CRON", cron, build)
+    return checked_schedule(NIGHTLY_SCHEDULE, "EFIR_NIGHTLY_CRON", cron, build)
 
 
 @dg.op(
@@ -105,9 +105,9 @@ def prune_change_log_job() -> None:
 
 
 def build_prune_schedule(cron: str | None = None, timezone: str | None = None):
-    cron = cron or _cron("EFIR_PRUNE_CRON", DEFAULT_PRUNE_CRON)
+    cron = cron or cron_setting("EFIR_PRUNE_CRON", DEFAULT_PRUNE_CRON)
     timezone = timezone or nightly_timezone()
-    return _schedule(
+    return checked_schedule(
         PRUNE_SCHEDULE,
         "EFIR_PRUNE_CRON",
         cron,

@@ -232,3 +232,13 @@ def test_a_failed_blocking_check_stops_a_dependent_view_refresh(conn, db_url, po
         "SELECT count(*) FROM efir_budget.mv_refresh_log WHERE view_name = %s", (dependent.name,)
     ).fetchone()[0]
     assert after == before
+
+
+def test_a_bad_freshness_cron_is_one_clear_error(monkeypatch):
+    from efir_pipeline.db.errors import ConfigError
+
+    monkeypatch.setenv("EFIR_FRESHNESS_CHECK_CRON", "every 5 minutes")
+    with pytest.raises(ConfigError, match="EFIR_FRESHNESS_CHECK_CRON"):
+        checks.build_freshness_checks_schedule()
+    monkeypatch.setenv("EFIR_FRESHNESS_CHECK_CRON", "*/10 * * * *")
+    assert checks.build_freshness_checks_schedule().cron_schedule == "*/10 * * * *"
