@@ -134,6 +134,39 @@ class Reference:
 # --------------------------------------------------------------------------- inserting
 
 
+class Clock:
+    """Later and later timestamps (random steps of 1 s to 1 h); ``last`` is the latest one."""
+
+    def __init__(self, rng: random.Random, start: datetime, *, microseconds: bool = False):
+        self.rng, self.last, self.microseconds = rng, start, microseconds
+
+    def __call__(self) -> datetime:
+        step = timedelta(seconds=self.rng.randint(1, 3600))
+        if self.microseconds:
+            step += timedelta(microseconds=self.rng.randint(0, 999_999))
+        self.last += step
+        return self.last
+
+
+def pick_ids(
+    conn: psycopg.Connection,
+    rng: random.Random,
+    table: str,
+    n: int,
+    where: str = "deleted_at IS NULL",
+) -> list[uuid.UUID]:
+    """Up to ``n`` ids of ``table`` matching ``where`` (test-written SQL), chosen by ``rng``."""
+    ids = [
+        r[0]
+        for r in conn.execute(
+            sql.SQL("SELECT id FROM {} WHERE " + where + " ORDER BY id").format(
+                sql.Identifier("efir_budget", table)
+            )
+        ).fetchall()
+    ]
+    return rng.sample(ids, min(n, len(ids)))
+
+
 def insert(conn: psycopg.Connection, table: str, rows: list[dict[str, Any]]) -> None:
     """Insert dict rows (all with the same keys) into efir_budget.<table>."""
     if not rows:

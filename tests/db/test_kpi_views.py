@@ -21,7 +21,7 @@ from psycopg import sql
 
 from tests.conftest import reset_data
 from tests.db import kpi_oracle as oracle
-from tests.db.random_data import Reference, generate, insert
+from tests.db.random_data import Clock, Reference, generate, insert, pick_ids
 
 D = Decimal
 KPI_VIEWS = ("mv_kpi_dashboard", "v_kpi_dashboard")
@@ -329,23 +329,10 @@ def test_updates_and_deletions_then_refresh(conn, seed):
     generate(conn, seed)
     _, before, _ = assert_views_match_oracle(conn)
     rng = random.Random(seed * 7 + 1)
-    late = ts("2026-02-01T00:00:00")
-
-    def at() -> datetime:
-        nonlocal late
-        late += timedelta(seconds=rng.randint(1, 3600), microseconds=rng.randint(0, 999_999))
-        return late
+    at = Clock(rng, ts("2026-02-01T00:00:00"), microseconds=True)
 
     def pick(table: str, n: int, where: str = "deleted_at IS NULL") -> list[uuid.UUID]:
-        ids = [
-            r[0]
-            for r in conn.execute(
-                sql.SQL("SELECT id FROM {} WHERE " + where + " ORDER BY id").format(
-                    sql.Identifier("efir_budget", table)
-                )
-            ).fetchall()
-        ]
-        return rng.sample(ids, min(n, len(ids)))
+        return pick_ids(conn, rng, table, n, where)
 
     # The materialized view is a snapshot: writes show up only after a refresh.
     for rid in pick("revenue_plans", 6):
@@ -389,13 +376,13 @@ def test_updates_and_deletions_then_refresh(conn, seed):
         conn.execute(
             "UPDATE efir_budget.budget_versions SET status = 'submitted', submitted_at = %s,"
             " updated_at = %s WHERE id = %s",
-            (late, at(), vid),
+            (at.last, at(), vid),
         )
     for vid in pick("budget_versions", 1, "deleted_at IS NULL AND status = 'submitted'"):
         conn.execute(
             "UPDATE efir_budget.budget_versions SET status = 'approved', approved_at = %s,"
             " updated_at = %s WHERE id = %s",
-            (late, at(), vid),
+            (at.last, at(), vid),
         )
     # Soft deletions: child rows and one whole version.
     for table in (

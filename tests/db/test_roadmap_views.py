@@ -27,7 +27,7 @@ from psycopg import sql
 from efir_pipeline import catalog
 from tests.db import kpi_oracle as kpi
 from tests.db import roadmap_oracle as oracle
-from tests.db.random_data import Dataset, Reference, generate, insert
+from tests.db.random_data import Clock, Dataset, Reference, generate, insert, pick_ids
 from tests.db.test_kpi_views import Builder, ts
 
 D = Decimal
@@ -279,30 +279,17 @@ def test_updates_and_deletions_then_concurrent_refresh(conn):
     add_approval_cases(conn, data, seed)
     before = assert_views_match_oracle(conn)
     rng = random.Random(99)
-    late = ts("2026-03-01T00:00:00")
-
-    def at() -> datetime:
-        nonlocal late
-        late += timedelta(seconds=rng.randint(1, 3600))
-        return late
+    at = Clock(rng, ts("2026-03-01T00:00:00"))
 
     def pick(table: str, n: int, where: str = "deleted_at IS NULL") -> list[uuid.UUID]:
-        ids = [
-            r[0]
-            for r in conn.execute(
-                sql.SQL("SELECT id FROM {} WHERE " + where + " ORDER BY id").format(
-                    sql.Identifier("efir_budget", table)
-                )
-            ).fetchall()
-        ]
-        return rng.sample(ids, min(n, len(ids)))
+        return pick_ids(conn, rng, table, n, where)
 
     # The approved version of a year changes: a later approval wins, a winner is deleted.
     for vid in pick("budget_versions", 2, "deleted_at IS NULL AND status = 'submitted'"):
         conn.execute(
             "UPDATE efir_budget.budget_versions SET status = 'approved', approved_at = %s,"
             " updated_at = %s WHERE id = %s",
-            (late, at(), vid),
+            (at.last, at(), vid),
         )
     winners = sorted(
         {r["budget_version_id"] for r in before["enrollment_trends"].values()}, key=str
