@@ -37,8 +37,8 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
-from efir_pipeline.db import migrate
-from efir_pipeline.db.connection import database_url
+from efir_pipeline.core.db import migrate
+from efir_pipeline.core.db.connection import database_url
 
 TABLE = "operating_cost_plans"
 CAPTURE_TRIGGERS = ("efir_capture_insert", "efir_capture_update", "efir_capture_delete")

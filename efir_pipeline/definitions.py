@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from efir_pipeline import alerts, assets, checks, jobs, schedules, sensors
-from efir_pipeline.resources import RESOURCE_KEY, postgres_resource
+from efir_pipeline.defs import alerts, assets, checks, jobs, schedules, sensors
+from efir_pipeline.defs.resources import RESOURCE_KEY, postgres_resource
 
 ASSETS: list[dg.AssetSpec | dg.AssetsDefinition] = [*assets.SOURCE_SPECS, *assets.VIEW_ASSETS]
 ASSET_CHECKS: list[dg.AssetChecksDefinition] = [*checks.ASSET_CHECKS]

@@ -7,7 +7,7 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from efir_pipeline.db.settings import with_driver
+from efir_pipeline.core.settings import with_driver
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
@@ -17,7 +17,7 @@ if config.config_file_name is not None and config.attributes.get("configure_logg
 def _url() -> str:
     url = config.attributes.get("url") or config.get_main_option("sqlalchemy.url")
     if not url:
-        from efir_pipeline.db.connection import database_url
+        from efir_pipeline.core.db.connection import database_url
 
         url = database_url()
     return with_driver(url, "psycopg")

@@ -15,18 +15,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from efir_pipeline import catalog
-from efir_pipeline.db import embedded, migrate
-from efir_pipeline.db.settings import validate_url
-
-# Tables the migrations fill with reference rows; everything else is test data.
-REFERENCE_TABLES = (
-    "academic_cycles",
-    "academic_levels",
-    "nationality_types",
-    "teacher_categories",
-    "subjects",
-)
+from efir_pipeline.core.db import embedded, migrate
+from efir_pipeline.core.settings import validate_url
+from tests.support.factories import reset_data
+from tests.support.random_data import generate
 
 
 def _with_database(url: str, database: str) -> str:
@@ -82,18 +74,11 @@ def conn(db_url: str) -> Iterator[psycopg.Connection]:
         yield c
 
 
-def reset_data(c: psycopg.Connection) -> None:
-    """Remove all non-reference rows and empty the views, so each test starts alike."""
-    tables = c.execute(
-        """SELECT format('%%I.%%I', schemaname, tablename) FROM pg_tables
-           WHERE schemaname = 'efir_budget' AND NOT (tablename = ANY(%s))""",
-        (list(REFERENCE_TABLES),),
-    ).fetchall()
-    if tables:
-        c.execute("TRUNCATE " + ", ".join(t for (t,) in tables) + " RESTART IDENTITY CASCADE")
-    # Change capture (0004) logs that TRUNCATE too: start every test with an empty log.
-    if c.execute("SELECT to_regclass('efir_budget.change_log')").fetchone()[0] is not None:
-        c.execute("TRUNCATE efir_budget.change_log RESTART IDENTITY")
-    # Dependencies first: a view reading another view must see it already emptied.
-    for view in catalog.resolve_views():
-        c.execute(f"REFRESH MATERIALIZED VIEW {view.qualified_name}")
+@pytest.fixture(scope="session")
+def dataset_url(make_database) -> str:
+    """A migrated scratch database holding a small random budget dataset, never reset
+    (for tests that only read, or that need rows the ``conn`` reset would remove)."""
+    url = make_database()
+    with psycopg.connect(url, autocommit=True) as c:
+        generate(c, seed=11, n_orgs=2)
+    return url

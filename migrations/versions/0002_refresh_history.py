@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from alembic import op
 
-from efir_pipeline.db.ddl import comment_statements
+from efir_pipeline.core.db.ddl import comment_statements
 
 revision: str = "0002_refresh_history"
 down_revision: str | None = "0001_source_schema"

@@ -18,7 +18,7 @@ What is logged, in ``efir_budget.change_log``:
 - tables with a ``level_id`` (enrollment_plans, class_structures): the distinct levels
   the statement touched per version, for the "more than 10% of the levels" rule.
 
-No priority is stored: thresholds are configuration (``efir_pipeline.rules``), applied
+No priority is stored: thresholds are configuration (``efir_pipeline.core.rules``), applied
 when the sensors read the log, so changing a threshold never needs a migration and the
 log keeps facts, not yesterday's opinion of them.
 
@@ -41,7 +41,7 @@ from collections.abc import Sequence
 
 from alembic import op
 
-from efir_pipeline.db.ddl import comment_statements, literal
+from efir_pipeline.core.db.ddl import comment_statements, literal
 
 revision: str = "0004_change_capture"
 down_revision: str | None = "0003_kpi_views"
@@ -424,7 +424,7 @@ def upgrade() -> None:
         "COMMENT ON FUNCTION efir_budget.unreflected_changes(text) IS "
         "'The change_log rows of the tables the view reads not reflected by its last successful "
         "refresh, with txn_rows (rows of that table the whole transaction wrote) for "
-        "classification by efir_pipeline.rules.'"
+        "classification by efir_pipeline.core.rules.'"
     )
     op.execute(
         "COMMENT ON FUNCTION efir_budget.prune_change_log(interval) IS "

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 from alembic import op
 
-from efir_pipeline.db.ddl import comment_statements
+from efir_pipeline.core.db.ddl import comment_statements
 
 revision: str = "0005_health"
 down_revision: str | None = "0004_change_capture"

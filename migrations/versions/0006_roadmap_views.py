@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from alembic import op
 
-from efir_pipeline.db.ddl import comment_statements
+from efir_pipeline.core.db.ddl import comment_statements
 
 revision: str = "0006_roadmap_views"
 down_revision: str | None = "0005_health"

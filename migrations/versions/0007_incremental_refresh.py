@@ -56,7 +56,7 @@ from collections.abc import Sequence
 
 from alembic import op
 
-from efir_pipeline.db.ddl import comment_statements, literal
+from efir_pipeline.core.db.ddl import comment_statements, literal
 
 revision: str = "0007_incremental_refresh"
 down_revision: str | None = "0006_roadmap_views"
@@ -537,7 +537,7 @@ def _grant_to_view_owner(v: Incremental) -> str:
     """The new objects serve the materialized view's owner (the pipeline role once
     `efir-pipeline db roles` ran): it owns the plain views (REFRESH runs the query with
     its rights) and writes the cache and the state, with the privileges
-    efir_pipeline.db.roles gives it (that command converges them anyway)."""
+    efir_pipeline.core.db.roles gives it (that command converges them anyway)."""
     return f"""
 DO $do$
 DECLARE
