@@ -5,9 +5,10 @@ from __future__ import annotations
 from logging.config import fileConfig
 
 from alembic import context
-from sqlalchemy import create_engine, pool
+from sqlalchemy import create_engine, pool, text
 
-from efir_pipeline.core.settings import with_driver
+from efir_pipeline.core.db.migrate import VERSION_TABLE, VERSION_TABLE_SCHEMA
+from efir_pipeline.core.db.urls import with_driver
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
@@ -24,7 +25,13 @@ def _url() -> str:
 
 
 def run_migrations_offline() -> None:
-    context.configure(url=_url(), literal_binds=True, transaction_per_migration=True)
+    context.configure(
+        url=_url(),
+        literal_binds=True,
+        transaction_per_migration=True,
+        version_table=VERSION_TABLE,
+        version_table_schema=VERSION_TABLE_SCHEMA,
+    )
     with context.begin_transaction():
         context.run_migrations()
 
@@ -32,9 +39,17 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     engine = create_engine(_url(), poolclass=pool.NullPool)
     with engine.connect() as connection:
+        # The version table lives in the schema the migrations build: it must exist first.
+        connection.execute(text(f"CREATE SCHEMA IF NOT EXISTS {VERSION_TABLE_SCHEMA}"))
+        connection.commit()
         # Each revision in its own transaction: a failure leaves the previous ones applied
         # and this one fully rolled back (PostgreSQL DDL is transactional).
-        context.configure(connection=connection, transaction_per_migration=True)
+        context.configure(
+            connection=connection,
+            transaction_per_migration=True,
+            version_table=VERSION_TABLE,
+            version_table_schema=VERSION_TABLE_SCHEMA,
+        )
         with context.begin_transaction():
             context.run_migrations()
     engine.dispose()

@@ -15,6 +15,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from efir_pipeline.core import settings
 from efir_pipeline.core.db import embedded, migrate
 from efir_pipeline.core.settings import validate_url
 from tests.support.factories import reset_data
@@ -24,6 +25,15 @@ from tests.support.random_data import generate
 def _with_database(url: str, database: str) -> str:
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+@pytest.fixture(autouse=True)
+def fresh_settings() -> Iterator[None]:
+    """Each test reads the settings anew, so ``monkeypatch.setenv`` reaches the code
+    (a process reads them once: ``efir_pipeline.core.settings.current``)."""
+    settings.current.cache_clear()
+    yield
+    settings.current.cache_clear()
 
 
 @pytest.fixture(scope="session")

@@ -51,6 +51,9 @@ from efir_pipeline.core.errors import EfirError
 
 SCHEMA = "efir_budget"
 SCALES: dict[str, tuple[int, int | None]] = {"efir": (1, None), "network": (600, 20)}
+MAX_ORGS = 10_000
+"""Past this a load takes hours (600 schools take about a minute): surely a typo."""
+MAX_VERSIONS_PER_ORG = 100
 
 LATEST_FISCAL_YEAR = 2026
 BASE_FISCAL_YEAR = 2025  # the year the sizes and prices below are given for

@@ -16,7 +16,6 @@ Which *views* a change concerns is not decided here: ``catalog.views_reading(tab
 
 from __future__ import annotations
 
-import os
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from datetime import datetime
 from enum import StrEnum
 from uuid import UUID
 
-from efir_pipeline.core.errors import ConfigError
+from efir_pipeline.core.settings import Settings
 
 
 class Priority(StrEnum):
@@ -77,35 +76,18 @@ class RefreshRules:
     )
 
     @classmethod
-    def from_env(cls) -> RefreshRules:
-        """``EFIR_BULK_ROWS``, ``EFIR_MEDIUM_LEVEL_FRACTION``, ``EFIR_MEDIUM_BATCH_SECONDS``."""
+    def from_settings(cls, settings: Settings) -> RefreshRules:
+        """``EFIR_BULK_ROWS``, ``EFIR_MEDIUM_LEVEL_FRACTION``, ``EFIR_MEDIUM_BATCH_WINDOW``."""
         return cls(
-            bulk_rows=_number("EFIR_BULK_ROWS", cls.bulk_rows, int, minimum=1),
-            level_fraction=_number(
-                "EFIR_MEDIUM_LEVEL_FRACTION", cls.level_fraction, float, minimum=0.0
-            ),
-            medium_batch_seconds=_number(
-                "EFIR_MEDIUM_BATCH_SECONDS", cls.medium_batch_seconds, int, minimum=0
-            ),
+            bulk_rows=settings.bulk_rows,
+            level_fraction=settings.medium_level_fraction,
+            medium_batch_seconds=int(settings.medium_batch_window.seconds),
         )
 
     @property
     def rule_tables(self) -> frozenset[str]:
         """Tables whose every change may be above low (whatever its size)."""
         return self.consolidation_tables | self.level_tables | self.medium_tables
-
-
-def _number(name: str, default, kind, minimum):
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a {kind.__name__}") from None
-    if value < minimum:
-        raise ConfigError(f"{name}={raw!r} must be at least {minimum}")
-    return value
 
 
 def classify(

@@ -1,7 +1,8 @@
-"""Dagster asset checks of the managed views, generated from the catalog.
+"""Dagster asset checks of the managed views, generated from the catalog and the
+check registry (``efir_pipeline.core.db.checks.CHECKS``).
 
 One ``@dg.multi_asset_check`` per view runs that view's checks on one connection
-(``efir_pipeline.core.db.health`` does the work; this module only translates). Jobs that
+(the core computes them; this module only translates). Jobs that
 materialize a view include its checks, so they run right after every refresh; the
 freshness checks also run every five minutes on their own (``freshness_checks`` job
 and schedule), because staleness is what happens when nothing runs.
@@ -10,10 +11,9 @@ Completeness and reconciliation are blocking: when they fail (ERROR), assets
 downstream of the view in the same run are not materialized and the run fails, so a
 wrong view never feeds anything else.
 
-Thresholds: environment (``HealthSettings.from_env``: ``EFIR_FRESHNESS_LIMIT_HIGH`` /
-``_MEDIUM`` / ``_LOW``, ``EFIR_REFRESH_DURATION_LIMIT``, ``EFIR_VIEW_SIZE_LIMIT_MB``,
-``EFIR_RECONCILIATION_SAMPLE``, ``EFIR_RECONCILIATION_SEED``), overridable per run in
-the launchpad (``ops: {mv_kpi_dashboard_health: {config: {...}}}``).
+Thresholds: the settings (``EFIR_FRESHNESS_LIMIT_*``, ``EFIR_REFRESH_DURATION_LIMIT``,
+``EFIR_VIEW_SIZE_LIMIT_MB``, ``EFIR_RECONCILIATION_SAMPLE`` / ``_SEED``), overridable
+per run in the launchpad (``ops: {mv_kpi_dashboard_health: {config: {...}}}``).
 """
 
 from collections.abc import Iterable, Iterator
@@ -24,31 +24,16 @@ import dagster as dg
 import psycopg
 from pydantic import Field
 
+from efir_pipeline.core import settings
 from efir_pipeline.core.catalog import VIEWS, ManagedView
-from efir_pipeline.core.db import health
+from efir_pipeline.core.db import checks
+from efir_pipeline.core.errors import ConfigError
+from efir_pipeline.core.values import parse_duration
 from efir_pipeline.defs.assets import view_asset_key
 from efir_pipeline.defs.resources import PostgresResource
-from efir_pipeline.defs.schedules import checked_schedule, cron_setting
-
-BLOCKING = frozenset({health.COMPLETENESS, health.RECONCILIATION})
-
-DESCRIPTIONS = {
-    health.FRESHNESS: "Age of the oldest source change the view does not reflect yet, per "
-    "priority (high 5 min, medium 1 h, low 26 h by default): WARN past the limit, ERROR past "
-    "twice. Metadata: lag, pending changes per priority, the oldest pending change.",
-    health.REFRESH_DURATION: "Duration of the last successful refresh against the limit "
-    "(5 s by default): WARN. Metadata: the duration and the trend of the last 20 refreshes.",
-    health.VIEW_SIZE: "Size of the view with its indexes against the limit (50 MB by "
-    "default): WARN. Metadata: size and row count.",
-    health.COMPLETENESS: "Exactly one row per non-deleted budget version: ERROR, blocking. "
-    "Metadata: missing, extra and duplicated versions.",
-    health.RECONCILIATION: "A deterministic sample of versions (20 by default, all when fewer) "
-    "equals the live defining query column by column: ERROR, blocking. Metadata: the first "
-    "differing version, column and both values.",
-}
+from efir_pipeline.defs.schedules import checked_schedule
 
 FRESHNESS_JOB = "freshness_checks"
-FRESHNESS_CRON_DEFAULT = "*/5 * * * *"
 
 
 class HealthCheckConfig(dg.Config):
@@ -78,9 +63,10 @@ class HealthCheckConfig(dg.Config):
         "refresh's id, so the sample rotates across refreshes)",
     )
 
-    def settings(self) -> health.HealthSettings:
+    def thresholds(self) -> checks.Thresholds:
+        """The settings' thresholds with this run's overrides (same duration grammar)."""
         limits = {
-            p: health.parse_seconds(v, name=f"freshness_limit_{p}")
+            p: _seconds(v, f"freshness_limit_{p}")
             for p, v in (
                 ("high", self.freshness_limit_high),
                 ("medium", self.freshness_limit_medium),
@@ -88,17 +74,24 @@ class HealthCheckConfig(dg.Config):
             )
             if v is not None
         }
-        return health.HealthSettings.from_env().with_overrides(
+        return checks.Thresholds.from_settings(settings.current()).with_overrides(
             freshness_limits=limits,
             duration_limit_seconds=None
             if self.refresh_duration_limit is None
-            else health.parse_seconds(self.refresh_duration_limit, name="refresh_duration_limit"),
+            else _seconds(self.refresh_duration_limit, "refresh_duration_limit"),
             size_limit_bytes=None
             if self.view_size_limit_mb is None
-            else int(self.view_size_limit_mb * health.MB),
+            else int(self.view_size_limit_mb * checks.MB),
             sample_size=self.reconciliation_sample,
             sample_seed=self.reconciliation_seed,
         )
+
+
+def _seconds(text: str, name: str) -> float:
+    try:
+        return parse_duration(text).seconds
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
 
 
 def check_key(view: ManagedView | str, check: str) -> dg.AssetCheckKey:
@@ -106,14 +99,14 @@ def check_key(view: ManagedView | str, check: str) -> dg.AssetCheckKey:
 
 
 def check_keys(
-    views: Iterable[ManagedView] = VIEWS, checks: Iterable[str] | None = None
+    views: Iterable[ManagedView] = VIEWS, names: Iterable[str] | None = None
 ) -> list[dg.AssetCheckKey]:
     """Every check key of the given views (optionally only the named checks)."""
-    wanted = set(checks) if checks is not None else None
+    wanted = set(names) if names is not None else None
     return [
         check_key(v, c)
         for v in views
-        for c in health.checks_for(v)
+        for c in checks.checks_for(v)
         if wanted is None or c in wanted
     ]
 
@@ -131,11 +124,11 @@ def metadata_value(value: Any) -> Any:
     if isinstance(value, datetime):
         return dg.MetadataValue.timestamp(value)
     if isinstance(value, dict | list | tuple):
-        return dg.MetadataValue.json(health.plain(value))
+        return dg.MetadataValue.json(checks.plain(value))
     return dg.MetadataValue.text(str(value))
 
 
-def to_check_result(result: health.HealthResult, key: dg.AssetCheckKey) -> dg.AssetCheckResult:
+def to_check_result(result: checks.HealthResult, key: dg.AssetCheckKey) -> dg.AssetCheckResult:
     metadata = {k: metadata_value(v) for k, v in result.metadata.items()}
     metadata["summary"] = dg.MetadataValue.text(result.description)
     return dg.AssetCheckResult(
@@ -152,7 +145,7 @@ def evaluate(
     conn: psycopg.Connection,
     view: ManagedView,
     keys: Iterable[dg.AssetCheckKey],
-    settings: health.HealthSettings,
+    thresholds: checks.Thresholds,
     log: Any = None,
 ) -> Iterator[dg.AssetCheckResult]:
     """Run the selected checks of one view, in catalog order.
@@ -162,16 +155,17 @@ def evaluate(
     that could not prove the view right still blocks.
     """
     wanted = {k.name for k in keys}
-    for name in health.checks_for(view):
+    for name in checks.checks_for(view):
         if name not in wanted:
             continue
         key = check_key(view, name)
+        spec = checks.get(name)
         try:
-            result = health.run_check(conn, view, name, settings)
+            result = spec.run(conn, view, thresholds)
         except psycopg.Error as exc:
             detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            severity = health.ERROR if name in BLOCKING else health.WARN
-            result = health.HealthResult(
+            severity = checks.ERROR if spec.blocking else checks.WARN
+            result = checks.HealthResult(
                 name, view.name, False, severity, f"could not evaluate: {detail}", {"error": detail}
             )
         if log is not None:
@@ -187,32 +181,34 @@ def build_view_checks(view: ManagedView) -> dg.AssetChecksDefinition:
     """The checks of one view as one multi-check op (subsettable: any check may run alone)."""
     specs = [
         dg.AssetCheckSpec(
-            name,
+            spec.name,
             asset=view_asset_key(view),
-            blocking=name in BLOCKING,
-            description=DESCRIPTIONS[name],
+            blocking=spec.blocking,
+            description=spec.description,
         )
-        for name in health.checks_for(view)
+        for spec in checks.CHECKS
+        if spec.applies(view)
     ]
 
     @dg.multi_asset_check(
         name=f"{view.name}_health",
         specs=specs,
         can_subset=True,
-        description=f"Health checks of {view.qualified_name} (efir_pipeline.core.db.health).",
+        description=f"Health checks of {view.qualified_name} (efir_pipeline.core.db.checks).",
     )
     def _checks(
         context: dg.AssetCheckExecutionContext,
         config: HealthCheckConfig,
         postgres: PostgresResource,
     ) -> Iterable[dg.AssetCheckResult]:
-        settings = config.settings()
+        thresholds = config.thresholds()
         with postgres.connection() as conn:
             conn.execute(
-                "SELECT set_config('statement_timeout', %s, false)", (settings.statement_timeout,)
+                "SELECT set_config('statement_timeout', %s, false)",
+                (thresholds.statement_timeout.postgres(),),
             )
             yield from evaluate(
-                conn, view, context.selected_asset_check_keys, settings, context.log
+                conn, view, context.selected_asset_check_keys, thresholds, context.log
             )
 
     return _checks
@@ -226,14 +222,14 @@ VIEW_CHECKS: list[dg.AssetChecksDefinition] = build_view_checks_all()
 
 freshness_checks_job = dg.define_asset_job(
     name=FRESHNESS_JOB,
-    selection=dg.AssetSelection.checks(*check_keys(checks=[health.FRESHNESS])),
+    selection=dg.AssetSelection.checks(*check_keys(names=[checks.FRESHNESS])),
     description="Only the freshness checks of every managed view: how far behind the source "
     "each view is, noticed even when no refresh runs.",
 )
 
 
 def build_freshness_checks_schedule() -> dg.ScheduleDefinition:
-    cron = cron_setting("EFIR_FRESHNESS_CHECK_CRON", FRESHNESS_CRON_DEFAULT)
+    cron = settings.current().freshness_check_cron
     return checked_schedule(
         "freshness_checks_schedule",
         "EFIR_FRESHNESS_CHECK_CRON",

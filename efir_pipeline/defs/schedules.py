@@ -13,11 +13,9 @@ that skipped change capture) survives a night (docs/incremental-refresh.md).
 (``efir_budget.prune_change_log``); unreflected rows stay for the freshness check.
 """
 
-import os
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
 import dagster as dg
 
+from efir_pipeline.core import settings
 from efir_pipeline.core.db import changes
 from efir_pipeline.core.errors import ConfigError
 from efir_pipeline.defs.assets import FULL_TAG, TRIGGER_TAG
@@ -26,24 +24,6 @@ from efir_pipeline.defs.resources import PostgresResource
 
 NIGHTLY_SCHEDULE = "refresh_all_views_nightly"
 PRUNE_SCHEDULE = "prune_change_log_nightly"
-DEFAULT_CRON = "0 2 * * *"
-DEFAULT_PRUNE_CRON = "30 2 * * *"
-DEFAULT_TZ = "Asia/Riyadh"
-
-
-def nightly_timezone() -> str:
-    value = os.environ.get("EFIR_NIGHTLY_TZ", "").strip() or DEFAULT_TZ
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(
-            f"EFIR_NIGHTLY_TZ={value!r} is not an IANA time zone such as Asia/Riyadh"
-        ) from None
-    return value
-
-
-def cron_setting(name: str, default: str) -> str:
-    return os.environ.get(name, "").strip() or default
 
 
 def checked_schedule(name: str, env_var: str, cron: str, build) -> dg.ScheduleDefinition:
@@ -61,8 +41,8 @@ def checked_schedule(name: str, env_var: str, cron: str, build) -> dg.ScheduleDe
 def build_nightly_schedule(
     cron: str | None = None, timezone: str | None = None
 ) -> dg.ScheduleDefinition:
-    cron = cron or cron_setting("EFIR_NIGHTLY_CRON", DEFAULT_CRON)
-    timezone = timezone or nightly_timezone()
+    cron = cron or settings.current().nightly_cron
+    timezone = timezone or settings.current().nightly_tz
 
     def build() -> dg.ScheduleDefinition:
         return dg.ScheduleDefinition(
@@ -85,11 +65,8 @@ def build_nightly_schedule(
     description="Delete reflected change-log rows older than EFIR_CHANGE_LOG_RETENTION.",
 )
 def prune_change_log_op(context: dg.OpExecutionContext, postgres: PostgresResource) -> int:
-    retention = changes.retention_from_env()
+    retention = settings.current().change_log_retention
     with postgres.connection() as conn:
-        if not changes.capture_installed(conn):
-            context.log.info("no change log in this database: nothing to prune")
-            return 0
         deleted = changes.prune(conn, retention)
     context.log.info(f"pruned {deleted} reflected change-log row(s) older than {retention}")
     return deleted
@@ -105,8 +82,8 @@ def prune_change_log_job() -> None:
 
 
 def build_prune_schedule(cron: str | None = None, timezone: str | None = None):
-    cron = cron or cron_setting("EFIR_PRUNE_CRON", DEFAULT_PRUNE_CRON)
-    timezone = timezone or nightly_timezone()
+    cron = cron or settings.current().prune_cron
+    timezone = timezone or settings.current().nightly_tz
     return checked_schedule(
         PRUNE_SCHEDULE,
         "EFIR_PRUNE_CRON",

@@ -44,15 +44,14 @@ With the snapshot each change is considered exactly once, across restarts too.
 
 import json
 import logging
-import os
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import dagster as dg
 
-from efir_pipeline.core import catalog
+from efir_pipeline.core import catalog, settings
 from efir_pipeline.core.db import changes
-from efir_pipeline.core.errors import ConfigError
 from efir_pipeline.core.rules import Priority, RefreshRules, classify
 from efir_pipeline.defs.assets import TRIGGER_TAG, view_asset_key
 from efir_pipeline.defs.jobs import REFRESH_ALL_VIEWS, refresh_all_views
@@ -280,11 +279,6 @@ def evaluate(
 ) -> dg.SensorResult | dg.SkipReason:
     cursor = load_cursor(context.cursor)
     with postgres.connection() as conn:
-        if not changes.capture_installed(conn):
-            return dg.SkipReason(
-                "no change log in this database (migration 0004_change_capture): "
-                "run `efir-pipeline db upgrade`"
-            )
         read = changes.read_outstanding(
             conn,
             catalog.VIEWS,
@@ -309,15 +303,6 @@ def evaluate(
     )
 
 
-def _interval(name: str, default: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    if not raw.isdigit() or int(raw) < 1:
-        raise ConfigError(f"{name}={raw!r} must be a whole number of seconds (at least 1)")
-    return int(raw)
-
-
 def build_change_sensor(
     priority: Priority,
     *,
@@ -325,8 +310,7 @@ def build_change_sensor(
     minimum_interval_seconds: int,
     rules: RefreshRules | None = None,
 ) -> dg.SensorDefinition:
-    """A sensor acting on one priority; ``rules`` None reads them from the environment
-    at every tick, so a changed threshold applies without a code change."""
+    """A sensor acting on one priority; ``rules`` None: the settings' (EFIR_BULK_ROWS, ...)."""
 
     @dg.sensor(
         name=name,
@@ -337,7 +321,9 @@ def build_change_sensor(
         "not yet reflected (efir_budget.change_log; rules in efir_pipeline.core.rules).",
     )
     def _sensor(context: dg.SensorEvaluationContext, postgres: PostgresResource):
-        return evaluate(context, postgres, priority, rules or RefreshRules.from_env())
+        return evaluate(
+            context, postgres, priority, rules or RefreshRules.from_settings(settings.current())
+        )
 
     return _sensor
 
@@ -345,12 +331,12 @@ def build_change_sensor(
 high_priority_sensor = build_change_sensor(
     Priority.HIGH,
     name=HIGH_SENSOR,
-    minimum_interval_seconds=_interval("EFIR_HIGH_SENSOR_INTERVAL", 30),
+    minimum_interval_seconds=math.ceil(settings.current().high_sensor_interval.seconds),
 )
 medium_priority_sensor = build_change_sensor(
     Priority.MEDIUM,
     name=MEDIUM_SENSOR,
-    minimum_interval_seconds=_interval("EFIR_MEDIUM_SENSOR_INTERVAL", 60),
+    minimum_interval_seconds=math.ceil(settings.current().medium_sensor_interval.seconds),
 )
 
 SENSORS: list[dg.SensorDefinition] = [high_priority_sensor, medium_priority_sensor]

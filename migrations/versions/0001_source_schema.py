@@ -613,5 +613,4 @@ def downgrade() -> None:
         op.execute(f"DROP TABLE efir_budget.{table}")
     op.execute("DROP TYPE efir_budget.consolidation_category")
     op.execute("DROP TYPE efir_budget.budget_version_status")
-    # Not CASCADE: anything left here belongs to someone else and must stop the downgrade.
-    op.execute("DROP SCHEMA IF EXISTS efir_budget")
+    # The schema stays: it holds alembic's version table (and anything of anyone else).

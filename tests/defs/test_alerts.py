@@ -19,6 +19,9 @@ import psycopg
 import pytest
 
 from efir_pipeline.core import catalog
+from efir_pipeline.core.alerts import Alert, AlertSettings, flush, send
+from efir_pipeline.core.settings import Settings
+from efir_pipeline.core.settings import current as current_settings
 from efir_pipeline.defs import alerts, assets, checks
 from efir_pipeline.defs.resources import PostgresResource
 from tests.support.factories import add_versions_with_lines, age_changes, refresh_all
@@ -77,7 +80,7 @@ STALE_VIEWS = sorted(v.name for v in catalog.views_reading("budget_versions"))
 def alert_lines(caplog, event: str = "efir_alert") -> list[dict]:
     lines = []
     for record in caplog.records:
-        if record.name != "efir_pipeline.defs.alerts":
+        if record.name != "efir_pipeline.alerts":
             continue
         try:
             data = json.loads(record.getMessage())
@@ -128,7 +131,7 @@ def outbox(conn: psycopg.Connection) -> list[tuple]:
 
 
 def test_a_failing_check_posts_json_and_logs_a_line(conn, db_url, postgres, sink, caplog):
-    caplog.set_level(logging.INFO, logger="efir_pipeline.defs.alerts")
+    caplog.set_level(logging.INFO, logger="efir_pipeline.alerts")
     instance = dg.DagsterInstance.ephemeral()
     run_id = stale_freshness_run(conn, db_url, postgres, instance)
 
@@ -160,7 +163,7 @@ def test_a_failing_check_posts_json_and_logs_a_line(conn, db_url, postgres, sink
 def test_a_dead_webhook_is_logged_kept_and_retried_next_tick(
     conn, db_url, postgres, sink, caplog, monkeypatch
 ):
-    caplog.set_level(logging.INFO, logger="efir_pipeline.defs.alerts")
+    caplog.set_level(logging.INFO, logger="efir_pipeline.alerts")
     monkeypatch.setenv("EFIR_ALERT_WEBHOOK_URL", closed_port_url())
     instance = dg.DagsterInstance.ephemeral()
     stale_freshness_run(conn, db_url, postgres, instance)
@@ -175,7 +178,9 @@ def test_a_dead_webhook_is_logged_kept_and_retried_next_tick(
     assert [(r[0], r[3]) for r in rows] == [("check_failure", False)] * len(STALE_VIEWS)
     assert rows[0][2] == 1 and "Connection refused" in rows[0][4]
 
-    monkeypatch.setenv("EFIR_ALERT_WEBHOOK_URL", sink.url)  # the webhook is back
+    # the webhook is back (here at another address: the settings are read again)
+    monkeypatch.setenv("EFIR_ALERT_WEBHOOK_URL", sink.url)
+    current_settings.cache_clear()
     cursor = tick(instance, postgres, cursor)
     assert sorted(m["view"] for m in sink.received) == STALE_VIEWS
     assert all(r[3] for r in outbox(conn))
@@ -186,18 +191,18 @@ def test_a_dead_webhook_is_logged_kept_and_retried_next_tick(
 def test_an_undeliverable_alert_is_given_up_after_the_configured_time(
     conn, postgres, caplog, monkeypatch
 ):
-    caplog.set_level(logging.INFO, logger="efir_pipeline.defs.alerts")
+    caplog.set_level(logging.INFO, logger="efir_pipeline.alerts")
     monkeypatch.setenv("EFIR_ALERT_WEBHOOK_URL", closed_port_url())
-    settings = alerts.AlertSettings.from_env()
-    alerts.send([alerts.Alert(kind="check_failure", summary="x")], settings, conn)
+    settings = AlertSettings.from_settings(Settings.from_env())
+    send([Alert(kind="check_failure", summary="x")], settings, conn)
     conn.execute("UPDATE efir_budget.alert_outbox SET created_at = now() - interval '2 days'")
-    report = alerts.flush(conn, settings)
+    report = flush(conn, settings)
     assert report.gave_up == 1 and report.pending == 0
     assert alert_lines(caplog, "efir_alert_given_up")
 
 
 def test_without_a_webhook_alerts_are_only_logged(conn, db_url, postgres, caplog, monkeypatch):
-    caplog.set_level(logging.INFO, logger="efir_pipeline.defs.alerts")
+    caplog.set_level(logging.INFO, logger="efir_pipeline.alerts")
     monkeypatch.delenv("EFIR_ALERT_WEBHOOK_URL", raising=False)
     instance = dg.DagsterInstance.ephemeral()
     stale_freshness_run(conn, db_url, postgres, instance)
@@ -207,7 +212,7 @@ def test_without_a_webhook_alerts_are_only_logged(conn, db_url, postgres, caplog
 
 
 def test_with_the_database_down_the_alert_is_posted_directly(conn, db_url, postgres, sink, caplog):
-    caplog.set_level(logging.INFO, logger="efir_pipeline.defs.alerts")
+    caplog.set_level(logging.INFO, logger="efir_pipeline.alerts")
     instance = dg.DagsterInstance.ephemeral()
     stale_freshness_run(conn, db_url, postgres, instance)
     down = PostgresResource(database_url="postgresql://postgres@127.0.0.1:1/none")
@@ -243,7 +248,7 @@ def run_failure_tick(instance, result, postgres) -> None:
 
 
 def test_a_failed_run_posts_json_with_the_error_and_a_link(conn, postgres, sink, caplog):
-    caplog.set_level(logging.INFO, logger="efir_pipeline.defs.alerts")
+    caplog.set_level(logging.INFO, logger="efir_pipeline.alerts")
     instance = dg.DagsterInstance.ephemeral()
     result = failed_refresh_run(instance)
 
@@ -263,7 +268,7 @@ def test_a_failed_run_posts_json_with_the_error_and_a_link(conn, postgres, sink,
 def test_a_run_failure_alert_survives_a_dead_webhook(
     conn, db_url, postgres, sink, caplog, monkeypatch
 ):
-    caplog.set_level(logging.INFO, logger="efir_pipeline.defs.alerts")
+    caplog.set_level(logging.INFO, logger="efir_pipeline.alerts")
     monkeypatch.setenv("EFIR_ALERT_WEBHOOK_URL", closed_port_url())
     instance = dg.DagsterInstance.ephemeral()
     result = failed_refresh_run(instance)
@@ -273,5 +278,6 @@ def test_a_run_failure_alert_survives_a_dead_webhook(
     assert alert_lines(caplog, "efir_alert_delivery_failed")
 
     monkeypatch.setenv("EFIR_ALERT_WEBHOOK_URL", sink.url)
+    current_settings.cache_clear()
     tick(instance, postgres, None)  # the check sensor's tick retries the outbox
     assert [m["run_id"] for m in sink.received] == [result.run_id]

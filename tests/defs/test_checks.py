@@ -10,7 +10,7 @@ import dagster as dg
 import pytest
 
 from efir_pipeline.core import catalog
-from efir_pipeline.core.db import health
+from efir_pipeline.core.db import checks as health
 from efir_pipeline.defs import assets, checks
 from efir_pipeline.defs.resources import PostgresResource
 from tests.support.factories import (

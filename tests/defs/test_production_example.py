@@ -26,7 +26,8 @@ import dagster as dg
 import pytest
 import yaml
 
-from efir_pipeline.core.settings import PROJECT_ROOT, with_driver
+from efir_pipeline.core.db.urls import with_driver
+from efir_pipeline.core.settings import PROJECT_ROOT
 
 EXAMPLES = PROJECT_ROOT / "docs" / "examples"
 PRODUCTION = EXAMPLES / "dagster.production.yaml"

@@ -11,10 +11,12 @@ import dagster as dg
 import psycopg
 import pytest
 
-from efir_pipeline.core import catalog
+from efir_pipeline.core import catalog, settings
 from efir_pipeline.core.db import changes, migrate
 from efir_pipeline.core.db.refresh import refresh_view
+from efir_pipeline.core.errors import MigrationsNotApplied
 from efir_pipeline.core.rules import Change, Priority, RefreshRules
+from efir_pipeline.core.settings import Settings
 from efir_pipeline.defs import assets, jobs, schedules, sensors
 from efir_pipeline.defs.resources import PostgresResource
 from tests.support.factories import (
@@ -163,8 +165,10 @@ def test_the_bulk_threshold_is_configuration(conn, db_url, instance, monkeypatch
     refresh_all(db_url)
     add_operating_costs(conn, versions, per_version=150)
     monkeypatch.setenv("EFIR_BULK_ROWS", "500")
+    settings.current.cache_clear()  # what a restart of the code location does
     assert Tick(HIGH, db_url, None, instance).requests == []
     monkeypatch.setenv("EFIR_BULK_ROWS", "149")
+    settings.current.cache_clear()
     assert Tick(HIGH, db_url, None, instance).views == reading("operating_cost_plans")
 
 
@@ -334,21 +338,17 @@ def test_an_unreadable_cursor_starts_over_without_losing_changes(conn, db_url, t
         assert tick(cursor=garbage).views == reading("budget_versions")
 
 
-def test_without_change_capture_the_sensors_skip(make_database, instance):
+def test_a_database_behind_the_code_is_refused_with_the_command_to_run(make_database, instance):
     url = make_database()
     migrate.downgrade(url, "0003_kpi_views")
-    result = Tick(HIGH, url, None, instance)
-    assert result.requests == [] and "efir-pipeline db upgrade" in result.skip
+    with pytest.raises(MigrationsNotApplied, match="efir-pipeline db upgrade"):
+        Tick(HIGH, url, None, instance)
 
 
-def test_rules_come_from_the_environment(monkeypatch):
-    monkeypatch.setenv("EFIR_BULK_ROWS", "250")
-    monkeypatch.setenv("EFIR_MEDIUM_BATCH_SECONDS", "600")
-    rules = RefreshRules.from_env()
+def test_rules_come_from_the_settings():
+    environment = Settings.from_env({"EFIR_BULK_ROWS": "250", "EFIR_MEDIUM_BATCH_WINDOW": "10min"})
+    rules = RefreshRules.from_settings(environment)
     assert (rules.bulk_rows, rules.medium_batch_seconds) == (250, 600)
-    monkeypatch.setenv("EFIR_BULK_ROWS", "many")
-    with pytest.raises(Exception, match="EFIR_BULK_ROWS"):
-        RefreshRules.from_env()
 
 
 def test_the_sensors_run_by_default_and_target_the_refresh_job():

@@ -16,6 +16,7 @@ import psycopg
 from psycopg import sql
 
 from efir_pipeline.core import catalog
+from efir_pipeline.core.db import migrate
 from efir_pipeline.core.db.refresh import refresh_view
 
 SCHOOL = "EFIR Riyadh"
@@ -236,13 +237,12 @@ def reset_data(c: psycopg.Connection) -> None:
     tables = c.execute(
         """SELECT format('%%I.%%I', schemaname, tablename) FROM pg_tables
            WHERE schemaname = 'efir_budget' AND NOT (tablename = ANY(%s))""",
-        (list(REFERENCE_TABLES),),
+        ([*REFERENCE_TABLES, migrate.VERSION_TABLE],),
     ).fetchall()
     if tables:
         c.execute("TRUNCATE " + ", ".join(t for (t,) in tables) + " RESTART IDENTITY CASCADE")
-    # Change capture (0004) logs that TRUNCATE too: start every test with an empty log.
-    if c.execute("SELECT to_regclass('efir_budget.change_log')").fetchone()[0] is not None:
-        c.execute("TRUNCATE efir_budget.change_log RESTART IDENTITY")
+    # Change capture logs that TRUNCATE too: start every test with an empty log.
+    c.execute("TRUNCATE efir_budget.change_log RESTART IDENTITY")
     # Dependencies first: a view reading another view must see it already emptied.
     for view in catalog.resolve_views():
         c.execute(f"REFRESH MATERIALIZED VIEW {view.qualified_name}")

@@ -14,7 +14,6 @@ refresh sees each later change exactly once, whatever order ids commit in.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -24,19 +23,11 @@ import psycopg
 from psycopg.rows import dict_row
 
 from efir_pipeline.core.catalog import VIEWS, ManagedView, views_reading
-from efir_pipeline.core.errors import ConfigError
-from efir_pipeline.core.rules import Change, Classified, Priority, RefreshRules, classify
+from efir_pipeline.core.rules import Change, Classified, RefreshRules, classify
+from efir_pipeline.core.values import Duration
 
-DEFAULT_RETENTION = "30 days"
 _SNAPSHOT = re.compile(r"^(\d+):(\d+):([\d,]*)$")
-_INTERVAL = re.compile(
-    r"^\s*\d+(\.\d+)?\s*(seconds?|s|minutes?|min|hours?|h|days?|d|weeks?|months?)\s*$"
-)
 LEVEL_COUNT_FALLBACK = 15
-
-
-def capture_installed(conn: psycopg.Connection) -> bool:
-    return conn.execute("SELECT to_regclass('efir_budget.change_log')").fetchone()[0] is not None
 
 
 def tables_for(view: ManagedView) -> list[str]:
@@ -183,46 +174,26 @@ def unreflected_changes(conn: psycopg.Connection, view: ManagedView) -> list[Cha
     return [_change(r) for r in rows]
 
 
-def oldest_unreflected_by_priority(
-    conn: psycopg.Connection, view: ManagedView, rules: RefreshRules | None = None
-) -> dict[Priority, Classified | None]:
-    """For the freshness check: the oldest change of each priority not yet reflected.
-
-    None for a priority with nothing pending. Without change capture (before
-    migration 0004) every priority is None; ``info.oldest_unreflected_change_at``
-    then gives the best estimate there is.
-    """
-    result: dict[Priority, Classified | None] = dict.fromkeys(Priority)
-    if not capture_installed(conn):
-        return result
+def level_count(conn: psycopg.Connection) -> int:
+    """Live academic levels: the denominator of the "share of a version's levels" rule."""
     levels = conn.execute(
         "SELECT count(*) FROM efir_budget.academic_levels WHERE deleted_at IS NULL"
     ).fetchone()[0]
-    for item in classify(
-        unreflected_changes(conn, view), rules or RefreshRules.from_env(), levels or 15
-    ):
-        best = result[item.priority]
-        if best is None or item.change.changed_at < best.change.changed_at:
-            result[item.priority] = item
-    return result
+    return int(levels) or LEVEL_COUNT_FALLBACK
 
 
-def retention_from_env() -> str:
-    """``EFIR_CHANGE_LOG_RETENTION`` (a PostgreSQL interval such as ``30 days``)."""
-    value = os.environ.get("EFIR_CHANGE_LOG_RETENTION", DEFAULT_RETENTION).strip()
-    if not _INTERVAL.match(value):
-        raise ConfigError(
-            f"EFIR_CHANGE_LOG_RETENTION={value!r} is not an interval such as '30 days' or '12 h'"
-        )
-    return value
+def classified_unreflected(
+    conn: psycopg.Connection, view: ManagedView, rules: RefreshRules
+) -> list[Classified]:
+    """Every change the view does not reflect yet, with its priority and the reason."""
+    return classify(unreflected_changes(conn, view), rules, level_count(conn))
 
 
-def prune(conn: psycopg.Connection, retention: str | None = None) -> int:
+def prune(conn: psycopg.Connection, retention: Duration) -> int:
     """Delete change-log rows older than ``retention`` that every reading view reflects.
 
     Unreflected rows stay whatever their age, so the freshness check keeps seeing them.
     """
-    retention = retention or retention_from_env()
     return conn.execute(
-        "SELECT efir_budget.prune_change_log(%s::interval)", (retention,)
+        "SELECT efir_budget.prune_change_log(%s::interval)", (retention.interval(),)
     ).fetchone()[0]

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 
 import psycopg
 
+from efir_pipeline.core import settings
 from efir_pipeline.core.db import embedded
-from efir_pipeline.core.errors import DatabaseUnavailable, MigrationsNotApplied
-from efir_pipeline.core.settings import describe_target, validate_url
+from efir_pipeline.core.db.urls import describe_target, redact
+from efir_pipeline.core.errors import DatabaseUnavailable
 
 APPLICATION_NAME = "efir-pipeline"
 CONNECT_TIMEOUT_S = 5
@@ -19,11 +19,8 @@ CONNECT_TIMEOUT_S = 5
 
 @cache
 def database_url() -> str:
-    """DATABASE_URL when set (validated), else the embedded server's URL."""
-    configured = os.environ.get("DATABASE_URL", "").strip()
-    if configured:
-        return validate_url(configured)
-    return embedded.start()
+    """DATABASE_URL when set (validated with the other settings), else the embedded server."""
+    return settings.current().database_url or embedded.start()
 
 
 def connect(url: str | None = None, *, autocommit: bool = False, **kwargs) -> psycopg.Connection:
@@ -38,8 +35,8 @@ def connect(url: str | None = None, *, autocommit: bool = False, **kwargs) -> ps
         )
     except psycopg.OperationalError as exc:
         # libpq's message spans lines ("connection refused" / "Is the server running..."):
-        # keep it all, on one line.
-        reason = " ".join(str(exc).split()) or type(exc).__name__
+        # keep it all, on one line, without any piece of the password.
+        reason = redact(" ".join(str(exc).split()), url) or type(exc).__name__
         raise DatabaseUnavailable(
             f"cannot reach PostgreSQL at {describe_target(url)}: {reason}"
         ) from exc
@@ -59,13 +56,3 @@ def connection(url: str | None = None, *, autocommit: bool = False) -> Iterator[
         raise
     finally:
         conn.close()
-
-
-def require_schema(conn: psycopg.Connection, relation: str = "efir_budget.mv_refresh_log") -> None:
-    """Fail with the command to run when the migrations have not been applied."""
-    found = conn.execute("SELECT to_regclass(%s)", (relation,)).fetchone()[0]
-    if found is None:
-        raise MigrationsNotApplied(
-            f"the database {conn.info.dbname} on {conn.info.host}:{conn.info.port} has no {relation}: "
-            "run `efir-pipeline db upgrade` first"
-        )

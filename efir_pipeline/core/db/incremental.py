@@ -63,19 +63,6 @@ class Plan:
         return self.versions is None
 
 
-def installed(conn: psycopg.Connection, view: ManagedView) -> bool:
-    """Whether the database has the view's incremental objects (migration 0007)."""
-    if not view.incremental:
-        return False
-    return (
-        conn.execute(
-            "SELECT to_regclass(%s) IS NOT NULL AND to_regclass(%s) IS NOT NULL",
-            (f"{SCHEMA}.{view.dirty_view}", f"{SCHEMA}.{view.cache_table}"),
-        ).fetchone()[0]
-        is True
-    )
-
-
 def prepare(conn: psycopg.Connection, view: ManagedView, *, full: bool) -> Plan:
     """Read (and with ``full``, first reset) what the coming REFRESH recomputes.
 
@@ -207,9 +194,7 @@ def _set_state(conn: psycopg.Connection, view: ManagedView, snapshot: str | None
 
 
 def state(conn: psycopg.Connection, view: ManagedView) -> dict | None:
-    """The view's row of ``incremental_state`` (None: no row, or not installed)."""
-    if not installed(conn, view):
-        return None
+    """The view's row of ``incremental_state`` (None: not an incremental view)."""
     row = conn.execute(
         """SELECT synced_snapshot::text, synced_at
            FROM efir_budget.incremental_state WHERE view_name = %s""",

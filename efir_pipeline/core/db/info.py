@@ -45,31 +45,13 @@ def view_info(conn: psycopg.Connection, view: ManagedView) -> dict:
         "last_refresh_id": last[3] if last else None,
         "last_outcome": last_attempt[0] if last_attempt else None,
         "last_error": last_attempt[2] if last_attempt else None,
-        "oldest_unreflected_change_at": oldest_unreflected_change_at(
-            conn, view, last[1] if last else None
-        ),
+        "oldest_unreflected_change_at": oldest_unreflected_change_at(conn, view),
         "description": comment,
     }
 
 
-def oldest_unreflected_change_at(
-    conn: psycopg.Connection, view: ManagedView, data_as_of: datetime | None
-) -> datetime | None:
-    """The oldest source change committed after the view's snapshot.
-
-    Without change capture we can only say whether any source row was updated after
-    the snapshot (by ``updated_at``); deletions and the exact commit time need the
-    change log, which replaces this when present.
-    """
-    if conn.execute("SELECT to_regclass('efir_budget.change_log')").fetchone()[0] is not None:
-        return conn.execute(
-            "SELECT efir_budget.oldest_unreflected_change(%s)", (view.name,)
-        ).fetchone()[0]
-    tables = [sql.Identifier(SCHEMA, t) for t in view.source_tables]
-    union = sql.SQL(" UNION ALL ").join(
-        sql.SQL("SELECT min(updated_at) AS t FROM {} WHERE updated_at > {}").format(
-            t, sql.Literal(data_as_of) if data_as_of else sql.SQL("'-infinity'")
-        )
-        for t in tables
-    )
-    return conn.execute(sql.SQL("SELECT min(t) FROM ({}) s").format(union)).fetchone()[0]
+def oldest_unreflected_change_at(conn: psycopg.Connection, view: ManagedView) -> datetime | None:
+    """The oldest source change committed after the view's last refresh snapshot."""
+    return conn.execute(
+        "SELECT efir_budget.oldest_unreflected_change(%s)", (view.name,)
+    ).fetchone()[0]

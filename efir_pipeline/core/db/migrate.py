@@ -1,22 +1,36 @@
-"""alembic, driven from Python so the CLI and tests need no alembic.ini lookup by hand."""
+"""alembic, driven from Python, and the one question every entry point asks first:
+is this database at the schema revision this code was written for?
+
+Entry points (the CLI, the Dagster resource, the refresh engine) call
+:func:`require_current` instead of guessing from which tables exist, so no code
+path carries a fallback for an older schema: a database behind (or ahead of) the
+code is refused with the command that fixes it (exit status 4).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 
+import psycopg
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy import create_engine, pool
+from psycopg import sql
 
 from efir_pipeline.core.db.connection import connect
-from efir_pipeline.core.errors import ConfigError
-from efir_pipeline.core.settings import PROJECT_ROOT, with_driver
+from efir_pipeline.core.db.urls import describe_target
+from efir_pipeline.core.errors import ConfigError, MigrationsNotApplied
+from efir_pipeline.core.settings import PROJECT_ROOT
 
 SOURCE_SCHEMA_REVISION = "0001_source_schema"
+VERSION_TABLE = "efir_pipeline_revision"
+VERSION_TABLE_SCHEMA = "efir_budget"
+"""Where alembic records the applied revision of this project: a name of its own, so it
+never meets the budget app's own ``efir_budget.alembic_version``, and a fixed schema,
+so no ``search_path`` can point it at another table."""
 
 
 def alembic_config(url: str) -> Config:
@@ -56,15 +70,46 @@ def stamp(url: str, revision: str) -> None:
         command.stamp(cfg, revision)
 
 
+@cache
+def head() -> str:
+    """The latest revision of this checkout's migrations."""
+    return ScriptDirectory.from_config(alembic_config("")).get_current_head()
+
+
+def applied(conn: psycopg.Connection) -> str | None:
+    """The revision the database is at (None: no migration of this project applied)."""
+    table = f"{VERSION_TABLE_SCHEMA}.{VERSION_TABLE}"
+    if conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0] is None:
+        return None
+    row = conn.execute(
+        sql.SQL("SELECT version_num FROM {}").format(
+            sql.Identifier(VERSION_TABLE_SCHEMA, VERSION_TABLE)
+        )
+    ).fetchone()
+    return row[0] if row else None
+
+
 def current_revision(url: str) -> str | None:
-    connect(url).close()
-    engine = create_engine(with_driver(url, "psycopg"), poolclass=pool.NullPool)
-    try:
-        with engine.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
-    finally:
-        engine.dispose()
+    with connect(url, autocommit=True) as conn:
+        return applied(conn)
 
 
-def head_revision(url: str) -> str:
-    return ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+def head_revision(url: str | None = None) -> str:
+    return head()
+
+
+def require_current(conn: psycopg.Connection) -> None:
+    """Refuse (MigrationsNotApplied, exit 4) a database not at :func:`head`."""
+    at, wanted = applied(conn), head()
+    if at == wanted:
+        return
+    where = describe_target(conn.info.dsn)
+    if at is None:
+        raise MigrationsNotApplied(
+            f"the database {where} has no efir-pipeline schema: run `efir-pipeline db upgrade` "
+            "(or `efir-pipeline db adopt` on the budget app's database)"
+        )
+    raise MigrationsNotApplied(
+        f"the database {where} is at revision {at}, this efir-pipeline needs {wanted}: "
+        f"run `efir-pipeline db upgrade` (or `db downgrade {at}` with the matching code)"
+    )

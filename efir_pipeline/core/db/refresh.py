@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 
 import psycopg
@@ -35,8 +35,11 @@ from psycopg import errors, sql
 
 from efir_pipeline.core.catalog import SCHEMA, ManagedView
 from efir_pipeline.core.db import incremental
-from efir_pipeline.core.db.connection import connect, require_schema
-from efir_pipeline.core.settings import RefreshSettings
+from efir_pipeline.core.db.connection import connect
+from efir_pipeline.core.db.migrate import require_current
+from efir_pipeline.core.settings import Settings
+from efir_pipeline.core.settings import current as current_settings
+from efir_pipeline.core.values import PG_TIMEOUT, Duration
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +109,50 @@ def advisory_key(view: ManagedView) -> sql.Composed:
     )
 
 
+@dataclass(frozen=True)
+class RefreshSettings:
+    """How long a refresh may wait and run (``EFIR_*_TIMEOUT``; the resource may override)."""
+
+    lock_timeout: Duration
+    """Waiting for PostgreSQL locks on the view itself (e.g. behind DDL)."""
+    statement_timeout: Duration
+    """The whole refresh transaction's statements."""
+    wait_timeout: Duration
+    """Waiting for another refresh of the same view to finish."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RefreshSettings:
+        return cls(
+            lock_timeout=settings.lock_timeout,
+            statement_timeout=settings.statement_timeout,
+            wait_timeout=settings.refresh_wait_timeout,
+        )
+
+    def overridden(self, **durations: str | None) -> RefreshSettings:
+        """A copy with some timeouts given as text (``"150ms"``), checked like the settings."""
+        return replace(
+            self, **{name: PG_TIMEOUT.parse(text) for name, text in durations.items() if text}
+        )
+
+
+@dataclass
+class _Attempt:
+    """What one refresh attempt has learnt so far (for its history row, whatever happens)."""
+
+    view: ManagedView
+    trigger: str
+    run_id: str | None
+    full: bool
+    requested_at: datetime
+    started: float
+    waiting: bool = True
+    """Still waiting for the view's turn (a failure then is the wait's, not the refresh's)."""
+    wait_seconds: float = 0.0
+    duration: float = 0.0
+    t0: float | None = None
+    concurrently: bool | None = None
+
+
 def refresh_view(
     view: ManagedView,
     *,
@@ -123,12 +170,13 @@ def refresh_view(
     ``full`` recompute everything anyway.
 
     Never raises for a failed refresh: the result says ``failed`` (with ``transient``
-    set for errors worth retrying). Only an unreachable database raises.
+    set for errors worth retrying). Only an unreachable database, or one not at the
+    current schema revision, raises.
     """
-    settings = settings or RefreshSettings.from_env()
+    settings = settings or RefreshSettings.from_settings(current_settings())
     # Autocommit, so each ``conn.transaction()`` below is a real transaction, not a savepoint.
     with connect(url, autocommit=True) as conn:
-        require_schema(conn)
+        require_current(conn)
         return _refresh(conn, view, settings, wait=wait, trigger=trigger, run_id=run_id, full=full)
 
 
@@ -142,110 +190,103 @@ def _refresh(
     run_id: str | None,
     full: bool = False,
 ) -> RefreshResult:
-    ident = sql.Identifier(SCHEMA, view.name)
     requested_at = conn.execute("SELECT clock_timestamp()").fetchone()[0]
-    started = time.monotonic()
-    wait_seconds = duration = 0.0
-    concurrently: bool | None = None
-    snapshot_at = None
-    waiting = True  # which phase a failure happened in, for its message
-    t0 = None
+    attempt = _Attempt(view, trigger, run_id, full, requested_at, time.monotonic())
     try:
         with conn.transaction():
-            # Waiting for another refresh is bounded by the wait timeout alone (a role's
-            # own statement_timeout must not cut it short and pass for a refresh timeout).
-            conn.execute("SELECT set_config('lock_timeout', %s, true)", (settings.wait_timeout,))
-            conn.execute(
-                "SELECT set_config('statement_timeout', %s, true)", (settings.wait_timeout,)
-            )
-            if wait:
-                conn.execute(sql.SQL("SELECT pg_advisory_xact_lock({})").format(advisory_key(view)))
-            else:
-                got = conn.execute(
-                    sql.SQL("SELECT pg_try_advisory_xact_lock({})").format(advisory_key(view))
-                ).fetchone()[0]
-                if not got:
-                    raise _Busy
-            wait_seconds = time.monotonic() - started
-            waiting = False
-            conn.execute("SELECT set_config('lock_timeout', %s, true)", (settings.lock_timeout,))
-            conn.execute(
-                "SELECT set_config('statement_timeout', %s, true)", (settings.statement_timeout,)
-            )
-
+            _wait_for_turn(conn, attempt, settings, wait=wait)
+            _set_timeouts(conn, settings.lock_timeout, settings.statement_timeout)
             if _refreshed_since(conn, view, requested_at, full=full):
                 raise _Coalesced
-
-            populated = conn.execute(
-                "SELECT relispopulated FROM pg_class WHERE oid = %s::regclass",
-                (view.qualified_name,),
-            ).fetchone()[0]
-            concurrently = bool(populated)
-            statement = sql.SQL("REFRESH MATERIALIZED VIEW {}{}").format(
-                sql.SQL("CONCURRENTLY " if concurrently else ""), ident
-            )
-            snapshot_at = conn.execute("SELECT clock_timestamp()").fetchone()[0]
-            reflected = _reflection_point(conn, view)
-            plan = None
-            if incremental.installed(conn, view) and _may_refresh(conn, view):
-                _incremental_settings(conn)
-                plan = incremental.prepare(conn, view, full=full)
-            t0 = time.monotonic()
-            conn.execute(statement)
-            duration = time.monotonic() - t0
-            row_count, size_bytes = conn.execute(
-                sql.SQL("SELECT (SELECT count(*) FROM {}), pg_total_relation_size({})").format(
-                    ident, sql.Literal(view.qualified_name)
-                )
-            ).fetchone()
-            if plan is not None:
-                incremental.sync(conn, view, plan)
-            mode = incremental.FULL if plan is None or full else incremental.INCREMENTAL
-            recomputed = plan.recomputed if plan is not None else None
-            if _has_mode_columns(conn):
-                reflected.update(mode=mode, versions_recomputed=recomputed)
-            log_id, finished_at = _record(
-                conn,
-                view,
-                outcome="success",
-                trigger=trigger,
-                run_id=run_id,
-                requested_at=requested_at,
-                snapshot_at=snapshot_at,
-                wait_seconds=wait_seconds,
-                duration_seconds=duration,
-                ran_concurrently=concurrently,
-                row_count=row_count,
-                size_bytes=size_bytes,
-                **reflected,
-            )
+            result = _refresh_and_record(conn, attempt)
         log.info(
             "refreshed %s in %.3fs (%s rows, %s, %s versions recomputed)",
-            view.name, duration, row_count, mode, recomputed,
+            view.name, result.duration_seconds, result.row_count, result.mode,
+            result.versions_recomputed,
         )  # fmt: skip
-        return RefreshResult(
-            view.name, "success", log_id, requested_at, snapshot_at, finished_at,
-            wait_seconds, duration, concurrently, row_count, size_bytes,
-            mode=mode, versions_recomputed=recomputed,
-        )  # fmt: skip
+        return result
     except (_Busy, _Coalesced) as marker:
         outcome = "skipped" if isinstance(marker, _Busy) else "coalesced"
         error = "another refresh of this view is running" if outcome == "skipped" else None
-        return _record_outside(
-            conn, view, outcome, error, False, trigger, run_id, requested_at, wait_seconds
-        )
+        return _record_outside(conn, attempt, outcome, error, transient=False)
     except psycopg.Error as exc:
-        if waiting:
-            wait_seconds = time.monotonic() - started
-        elif t0 is not None and not duration:
-            duration = time.monotonic() - t0
-        transient = is_transient(exc) or waiting  # the other refresh will end
-        message = _describe(exc, settings, waiting=waiting)
+        if attempt.waiting:
+            attempt.wait_seconds = time.monotonic() - attempt.started
+        elif attempt.t0 is not None and not attempt.duration:
+            attempt.duration = time.monotonic() - attempt.t0
+        transient = is_transient(exc) or attempt.waiting  # the other refresh will end
+        message = _describe(exc, settings, waiting=attempt.waiting)
         log.warning("refresh of %s failed: %s", view.name, message)
-        return _record_outside(
-            conn, view, "failed", message, transient, trigger, run_id, requested_at,
-            wait_seconds, duration=duration, concurrently=concurrently,
-        )  # fmt: skip
+        return _record_outside(conn, attempt, "failed", message, transient=transient)
+
+
+def _set_timeouts(conn: psycopg.Connection, lock: Duration, statement: Duration) -> None:
+    conn.execute("SELECT set_config('lock_timeout', %s, true)", (lock.postgres(),))
+    conn.execute("SELECT set_config('statement_timeout', %s, true)", (statement.postgres(),))
+
+
+def _wait_for_turn(
+    conn: psycopg.Connection, attempt: _Attempt, settings: RefreshSettings, *, wait: bool
+) -> None:
+    """Take the view's lock (one refresh per view at a time), or raise _Busy.
+
+    Waiting is bounded by the wait timeout alone (a role's own statement_timeout must
+    not cut it short and pass for a refresh timeout).
+    """
+    _set_timeouts(conn, settings.wait_timeout, settings.wait_timeout)
+    key = advisory_key(attempt.view)
+    if wait:
+        conn.execute(sql.SQL("SELECT pg_advisory_xact_lock({})").format(key))
+    elif not conn.execute(sql.SQL("SELECT pg_try_advisory_xact_lock({})").format(key)).fetchone()[
+        0
+    ]:
+        raise _Busy
+    attempt.wait_seconds = time.monotonic() - attempt.started
+    attempt.waiting = False
+
+
+def _refresh_and_record(conn: psycopg.Connection, attempt: _Attempt) -> RefreshResult:
+    """REFRESH (incremental bookkeeping around it) and the success row, in the caller's
+    transaction: the history can never claim a refresh that did not commit."""
+    view = attempt.view
+    ident = sql.Identifier(SCHEMA, view.name)
+    populated = conn.execute(
+        "SELECT relispopulated FROM pg_class WHERE oid = %s::regclass", (view.qualified_name,)
+    ).fetchone()[0]
+    attempt.concurrently = bool(populated)
+    statement = sql.SQL("REFRESH MATERIALIZED VIEW {}{}").format(
+        sql.SQL("CONCURRENTLY " if attempt.concurrently else ""), ident
+    )
+    snapshot_at = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+    reflected = _reflection_point(conn, view)
+    plan = None
+    if view.incremental and _may_refresh(conn, view):
+        _incremental_settings(conn)
+        plan = incremental.prepare(conn, view, full=attempt.full)
+    attempt.t0 = time.monotonic()
+    conn.execute(statement)
+    attempt.duration = time.monotonic() - attempt.t0
+    row_count, size_bytes = conn.execute(
+        sql.SQL("SELECT (SELECT count(*) FROM {}), pg_total_relation_size({})").format(
+            ident, sql.Literal(view.qualified_name)
+        )
+    ).fetchone()
+    if plan is not None:
+        incremental.sync(conn, view, plan)
+    mode = incremental.FULL if plan is None or attempt.full else incremental.INCREMENTAL
+    recomputed = plan.recomputed if plan is not None else None
+    log_id, finished_at = _record(
+        conn, view, outcome="success", trigger=attempt.trigger, run_id=attempt.run_id,
+        requested_at=attempt.requested_at, snapshot_at=snapshot_at,
+        wait_seconds=attempt.wait_seconds, duration_seconds=attempt.duration,
+        ran_concurrently=attempt.concurrently, row_count=row_count, size_bytes=size_bytes,
+        mode=mode, versions_recomputed=recomputed, **reflected,
+    )  # fmt: skip
+    return RefreshResult(
+        view.name, "success", log_id, attempt.requested_at, snapshot_at, finished_at,
+        attempt.wait_seconds, attempt.duration, attempt.concurrently, row_count, size_bytes,
+        mode=mode, versions_recomputed=recomputed,
+    )  # fmt: skip
 
 
 class _Busy(Exception):
@@ -266,10 +307,8 @@ def _reflection_point(conn: psycopg.Connection, view: ManagedView) -> dict:
     and theirs is recorded (snapshots taken at different times are nested; NULL when an
     upstream view has no recorded snapshot: then nothing is claimed). The highest
     change id visible in it is recorded too, but is no watermark (a lower id can commit
-    later). Without change capture nothing is recorded, as before.
+    later).
     """
-    if conn.execute("SELECT to_regclass('efir_budget.change_log')").fetchone()[0] is None:
-        return {}
     snapshot, max_id = conn.execute(
         """WITH snaps AS (
                SELECT pg_current_snapshot() AS s
@@ -303,7 +342,7 @@ def _refreshed_since(
 ) -> bool:
     """A successful refresh started at or after ``since`` (a full one, for a full request:
     an incremental refresh reflects the changes too, but does not rewrite the cache)."""
-    if full and view.incremental and _has_mode_columns(conn):
+    if full and view.incremental:
         return conn.execute(
             """SELECT EXISTS (SELECT 1 FROM efir_budget.mv_refresh_log
                               WHERE view_name = %s AND outcome = 'success' AND snapshot_at >= %s
@@ -314,15 +353,6 @@ def _refreshed_since(
         """SELECT EXISTS (SELECT 1 FROM efir_budget.mv_refresh_log
                               WHERE view_name = %s AND outcome = 'success' AND snapshot_at >= %s)""",
         (view.name, since),
-    ).fetchone()[0]
-
-
-def _has_mode_columns(conn: psycopg.Connection) -> bool:
-    """Whether mv_refresh_log has 0007's ``mode`` and ``versions_recomputed``."""
-    return conn.execute(
-        """SELECT count(*) = 2 FROM pg_attribute
-           WHERE attrelid = 'efir_budget.mv_refresh_log'::regclass
-             AND attname IN ('mode', 'versions_recomputed') AND NOT attisdropped"""
     ).fetchone()[0]
 
 
@@ -368,38 +398,28 @@ def _record(conn: psycopg.Connection, view: ManagedView, **fields) -> tuple[int,
 
 def _record_outside(
     conn: psycopg.Connection,
-    view: ManagedView,
+    attempt: _Attempt,
     outcome: str,
     error: str | None,
+    *,
     transient: bool,
-    trigger: str,
-    run_id: str | None,
-    requested_at: datetime,
-    wait_seconds: float,
-    duration: float = 0.0,
-    concurrently: bool | None = None,
 ) -> RefreshResult:
     """Record an attempt that did not refresh, after the refresh transaction rolled back."""
     log_id = finished_at = None
     try:
         with conn.transaction():
             log_id, finished_at = _record(
-                conn,
-                view,
-                outcome=outcome,
-                trigger=trigger,
-                run_id=run_id,
-                requested_at=requested_at,
-                wait_seconds=wait_seconds,
-                duration_seconds=duration,
-                ran_concurrently=concurrently,
-                error=error,
-            )
+                conn, attempt.view, outcome=outcome, trigger=attempt.trigger,
+                run_id=attempt.run_id, requested_at=attempt.requested_at,
+                wait_seconds=attempt.wait_seconds, duration_seconds=attempt.duration,
+                ran_concurrently=attempt.concurrently, error=error,
+            )  # fmt: skip
     except psycopg.Error as exc:  # e.g. the connection is gone: say so, keep the real error
-        log.error("could not record the %s refresh of %s: %s", outcome, view.name, exc)
+        log.error("could not record the %s refresh of %s: %s", outcome, attempt.view.name, exc)
     return RefreshResult(
-        view.name, outcome, log_id, requested_at, None, finished_at, wait_seconds, duration,
-        concurrently, None, None, error, transient,
+        attempt.view.name, outcome, log_id, attempt.requested_at, None, finished_at,
+        attempt.wait_seconds, attempt.duration, attempt.concurrently, None, None, error,
+        transient,
     )  # fmt: skip
 
 

@@ -33,8 +33,6 @@ later migrations need it to alter or drop the pipeline's views.
 
 from __future__ import annotations
 
-import os
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -44,6 +42,8 @@ from psycopg import sql
 from efir_pipeline.core import catalog
 from efir_pipeline.core.catalog import SCHEMA
 from efir_pipeline.core.errors import ConfigError, MigrationsNotApplied
+from efir_pipeline.core.settings import Settings
+from efir_pipeline.core.values import RoleNameKind
 
 KINDS = ("pipeline", "dashboard", "app")
 ROLE_ENV = {
@@ -51,7 +51,6 @@ ROLE_ENV = {
     "dashboard": "EFIR_ROLE_DASHBOARD",
     "app": "EFIR_ROLE_APP",
 }
-DEFAULT_NAMES = {"pipeline": "efir_pipeline", "dashboard": "efir_dashboard", "app": "efir_app"}
 
 PIPELINE_TABLES: dict[str, tuple[str, ...]] = {
     # Append-only: nobody, the pipeline included, can rewrite a refresh that happened.
@@ -60,8 +59,10 @@ PIPELINE_TABLES: dict[str, tuple[str, ...]] = {
     "change_log": ("SELECT", "INSERT", "DELETE"),
     # Queued, marked delivered or given up, purged after 30 days (efir_pipeline.defs.alerts).
     "alert_outbox": ("SELECT", "INSERT", "UPDATE", "DELETE"),
-    # Incremental refresh bookkeeping (catalog strategy "per_version"), when present.
+    # Incremental refresh bookkeeping (catalog strategy "per_version").
     "incremental_state": ("SELECT", "INSERT", "UPDATE", "DELETE"),
+    # alembic's record of the schema revision: every entry point checks it first.
+    "efir_pipeline_revision": ("SELECT",),
 }
 """The tables the pipeline writes, with its privileges. Every other table of the schema
 is a source table (the budget app's). A new pipeline table must be added here: a test
@@ -100,7 +101,6 @@ LIVE_VIEW = "live view"
 PIPELINE_VIEW = "pipeline view"
 PIPELINE_OWNED = (MANAGED_VIEW, LIVE_VIEW, PIPELINE_VIEW)
 
-_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _LOCK_KEY = 0x45464952, 0x524F4C45  # "EFIR", "ROLE": one `db roles` at a time
 
 
@@ -108,29 +108,25 @@ _LOCK_KEY = 0x45464952, 0x524F4C45  # "EFIR", "ROLE": one `db roles` at a time
 class RoleNames:
     """The three role names, validated: lower-case identifiers, distinct, not ``pg_*``."""
 
-    pipeline: str = DEFAULT_NAMES["pipeline"]
-    dashboard: str = DEFAULT_NAMES["dashboard"]
-    app: str = DEFAULT_NAMES["app"]
+    pipeline: str
+    dashboard: str
+    app: str
 
     def __post_init__(self) -> None:
         for kind in KINDS:
-            name = getattr(self, kind)
-            if not _NAME.match(name or "") or name.startswith("pg_"):
-                raise ConfigError(
-                    f"{ROLE_ENV[kind]}={name!r} is not a usable role name: lower-case letters, "
-                    "digits and _, at most 63 characters, not starting with a digit or pg_"
-                )
+            try:
+                RoleNameKind().parse(getattr(self, kind) or "")
+            except ValueError as exc:
+                raise ConfigError(f"{ROLE_ENV[kind]}: {exc}") from None
         if len({self.pipeline, self.dashboard, self.app}) != 3:
             raise ConfigError(f"the three roles need three different names (got {self})")
 
     @classmethod
-    def from_env(cls, **overrides: str | None) -> RoleNames:
-        """CLI flags (``overrides``) first, then ``EFIR_ROLE_*``, then the defaults."""
-        chosen = {}
-        for kind in KINDS:
-            value = overrides.get(kind) or os.environ.get(ROLE_ENV[kind], "").strip()
-            chosen[kind] = value or DEFAULT_NAMES[kind]
-        return cls(**chosen)
+    def from_settings(cls, settings: Settings, **overrides: str | None) -> RoleNames:
+        """CLI flags (``overrides``) first, then ``EFIR_ROLE_*`` (or their defaults)."""
+        return cls(
+            **{kind: overrides.get(kind) or getattr(settings, f"role_{kind}") for kind in KINDS}
+        )
 
     def __getitem__(self, kind: str) -> str:
         return getattr(self, kind)

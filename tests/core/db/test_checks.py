@@ -1,4 +1,4 @@
-"""The health checks of efir_pipeline.core.db.health, called directly on a real database.
+"""The health checks (efir_pipeline.core.db.checks), called directly on a real database.
 
 Each check passes right after a refresh and fails the way PIPELINE.md says when
 forced: an old unreflected change (freshness), a low threshold (duration, size), a
@@ -15,8 +15,9 @@ import psycopg
 import pytest
 
 from efir_pipeline.core import catalog
-from efir_pipeline.core.db import health, migrate
-from efir_pipeline.core.errors import ConfigError
+from efir_pipeline.core.db import checks
+from efir_pipeline.core.db.checks import Thresholds
+from efir_pipeline.core.settings import Settings
 from tests.support.factories import (
     add_version_with_lines,
     add_versions_with_lines,
@@ -27,7 +28,7 @@ from tests.support.factories import (
 
 KPI = catalog.get_view("mv_kpi_dashboard")
 CONSOLIDATION = catalog.get_view("mv_budget_consolidation")
-SETTINGS = health.HealthSettings()
+THRESHOLDS = Thresholds.default()
 
 
 # --------------------------------------------------------------------------- helpers
@@ -45,15 +46,15 @@ def seeded(conn: psycopg.Connection, db_url: str) -> list[uuid.UUID]:
 
 @pytest.mark.parametrize("view", catalog.VIEWS, ids=catalog.view_names())
 def test_every_check_passes_right_after_a_refresh(conn, seeded, view):
-    for check in health.checks_for(view):
-        result = health.run_check(conn, view, check, SETTINGS)
+    for check in checks.checks_for(view):
+        result = checks.run_check(conn, view, check, THRESHOLDS)
         assert result.passed, (check, result.description)
         assert result.view == view.name and result.check == check
 
 
 def test_completeness_applies_only_to_one_row_per_version_views():
-    assert health.COMPLETENESS in health.checks_for(KPI)
-    assert health.COMPLETENESS not in health.checks_for(CONSOLIDATION)
+    assert checks.COMPLETENESS in checks.checks_for(KPI)
+    assert checks.COMPLETENESS not in checks.checks_for(CONSOLIDATION)
     assert KPI.one_row_per_version and not CONSOLIDATION.one_row_per_version
 
 
@@ -61,12 +62,12 @@ def test_a_never_populated_view_fails_every_data_check(conn):
     conn.execute("REFRESH MATERIALIZED VIEW efir_budget.mv_kpi_dashboard WITH NO DATA")
     try:
         for check in (
-            health.FRESHNESS,
-            health.COMPLETENESS,
-            health.RECONCILIATION,
-            health.VIEW_SIZE,
+            checks.FRESHNESS,
+            checks.COMPLETENESS,
+            checks.RECONCILIATION,
+            checks.VIEW_SIZE,
         ):
-            result = health.run_check(conn, KPI, check, SETTINGS)
+            result = checks.run_check(conn, KPI, check, THRESHOLDS)
             assert not result.passed and "never been populated" in result.description
     finally:  # views reading this one cannot be refreshed while it is empty
         conn.execute("REFRESH MATERIALIZED VIEW efir_budget.mv_kpi_dashboard")
@@ -86,7 +87,7 @@ def test_freshness_of_a_low_priority_edit_against_26_hours(conn, seeded, age, pa
         (seeded[0],),
     )
     age_changes(conn, age, table_name="revenue_plans")
-    result = health.freshness(conn, KPI, SETTINGS)
+    result = checks.freshness(conn, KPI, THRESHOLDS)
     assert result.passed is passed
     if severity:
         assert result.severity == severity
@@ -99,7 +100,7 @@ def test_freshness_of_a_low_priority_edit_against_26_hours(conn, seeded, age, pa
     assert oldest["priority"] == "low" and oldest["table_name"] == "revenue_plans"
     assert oldest["budget_version_id"] == str(seeded[0]) and oldest["operation"] == "UPDATE"
     # The consolidation does not read revenue_plans: still fresh.
-    assert health.freshness(conn, CONSOLIDATION, SETTINGS).passed
+    assert checks.freshness(conn, CONSOLIDATION, THRESHOLDS).passed
 
 
 def test_freshness_judges_each_change_by_its_own_priority(conn, seeded):
@@ -113,7 +114,7 @@ def test_freshness_judges_each_change_by_its_own_priority(conn, seeded):
         "UPDATE efir_budget.budget_versions SET status = 'superseded' WHERE id = %s", (seeded[1],)
     )
     age_changes(conn, "6 minutes", table_name="budget_versions")
-    result = health.freshness(conn, KPI, SETTINGS)
+    result = checks.freshness(conn, KPI, THRESHOLDS)
     assert not result.passed and result.severity == "WARN"
     assert result.metadata["oldest_pending_change"]["priority"] == "high"
     assert result.metadata["oldest_pending_change"]["budget_version_id"] == str(seeded[1])
@@ -122,15 +123,15 @@ def test_freshness_judges_each_change_by_its_own_priority(conn, seeded):
     assert result.metadata["lag_seconds"] == pytest.approx(7200, abs=60)
 
     age_changes(conn, "11 minutes", table_name="budget_versions")
-    assert health.freshness(conn, KPI, SETTINGS).severity == "ERROR"
+    assert checks.freshness(conn, KPI, THRESHOLDS).severity == "ERROR"
 
 
 def test_freshness_passes_again_once_refreshed(conn, seeded, db_url):
     conn.execute("UPDATE efir_budget.revenue_plans SET amount_sar = 2")
     age_changes(conn, "3 days")
-    assert not health.freshness(conn, KPI, SETTINGS).passed
+    assert not checks.freshness(conn, KPI, THRESHOLDS).passed
     refresh_all(db_url)
-    result = health.freshness(conn, KPI, SETTINGS)
+    result = checks.freshness(conn, KPI, THRESHOLDS)
     assert result.passed and result.metadata["pending_changes"] == 0
 
 
@@ -138,9 +139,9 @@ def test_freshness_limits_come_from_the_environment(conn, seeded, monkeypatch):
     monkeypatch.setenv("EFIR_FRESHNESS_LIMIT_LOW", "1min")
     conn.execute("UPDATE efir_budget.revenue_plans SET amount_sar = 3")
     age_changes(conn, "90 seconds")
-    settings = health.HealthSettings.from_env()
+    settings = Thresholds.from_settings(Settings.from_env())
     assert settings.freshness_limits == {"high": 300, "medium": 3600, "low": 60}
-    result = health.freshness(conn, KPI, settings)
+    result = checks.freshness(conn, KPI, settings)
     assert not result.passed and result.severity == "WARN"
 
 
@@ -150,8 +151,8 @@ def test_freshness_limits_come_from_the_environment(conn, seeded, monkeypatch):
 def test_refresh_duration_warns_over_the_limit_with_the_trend(conn, seeded, db_url):
     for _ in range(2):
         refresh_all(db_url)
-    assert health.refresh_duration(conn, KPI, SETTINGS).passed
-    result = health.refresh_duration(conn, KPI, health.HealthSettings(duration_limit_seconds=0))
+    assert checks.refresh_duration(conn, KPI, THRESHOLDS).passed
+    result = checks.refresh_duration(conn, KPI, THRESHOLDS.with_overrides(duration_limit_seconds=0))
     assert not result.passed and result.severity == "WARN"
     meta = result.metadata
     durations = [
@@ -169,13 +170,13 @@ def test_refresh_duration_warns_over_the_limit_with_the_trend(conn, seeded, db_u
 def test_refresh_duration_trend_keeps_the_last_n(conn, seeded, db_url):
     for _ in range(3):
         refresh_all(db_url)
-    result = health.refresh_duration(conn, KPI, health.HealthSettings(trend_length=2))
+    result = checks.refresh_duration(conn, KPI, THRESHOLDS.with_overrides(trend_length=2))
     assert len(result.metadata["trend_seconds"]) == 2
 
 
 def test_view_size_warns_over_the_limit_with_size_and_rows(conn, seeded):
-    assert health.view_size(conn, KPI, SETTINGS).passed
-    result = health.view_size(conn, KPI, health.HealthSettings(size_limit_bytes=1))
+    assert checks.view_size(conn, KPI, THRESHOLDS).passed
+    result = checks.view_size(conn, KPI, THRESHOLDS.with_overrides(size_limit_bytes=1))
     assert not result.passed and result.severity == "WARN"
     size = conn.execute("SELECT pg_total_relation_size('efir_budget.mv_kpi_dashboard')").fetchone()[
         0
@@ -189,7 +190,7 @@ def test_view_size_warns_over_the_limit_with_size_and_rows(conn, seeded):
 
 def test_completeness_catches_a_version_added_without_a_refresh(conn, seeded):
     added = add_version_with_lines(conn, "Late", year=2031)
-    result = health.completeness(conn, KPI)
+    result = checks.completeness(conn, KPI)
     assert not result.passed and result.severity == "ERROR"
     assert result.metadata["missing_versions"] == 1
     assert result.metadata["missing_version_ids"] == [str(added)]
@@ -200,7 +201,7 @@ def test_completeness_catches_a_row_of_a_deleted_version(conn, seeded):
     conn.execute(
         "UPDATE efir_budget.budget_versions SET deleted_at = now() WHERE id = %s", (seeded[2],)
     )
-    result = health.completeness(conn, KPI)
+    result = checks.completeness(conn, KPI)
     assert not result.passed
     assert result.metadata["extra_rows"] == 1
     assert result.metadata["extra_version_ids"] == [str(seeded[2])]
@@ -215,7 +216,7 @@ def test_reconciliation_names_the_version_and_column_of_a_deleted_source_row(con
         "DELETE FROM efir_budget.revenue_plans WHERE budget_version_id = %s AND account_code = '70210'",
         (target,),
     )
-    result = health.reconciliation(conn, KPI, SETTINGS)
+    result = checks.reconciliation(conn, KPI, THRESHOLDS)
     assert not result.passed and result.severity == "ERROR"
     first = result.metadata["first_difference"]
     assert first["budget_version_id"] == str(target)
@@ -234,7 +235,7 @@ def test_reconciliation_flags_a_difference_no_logged_change_explains(conn, seede
             "UPDATE efir_budget.revenue_plans SET amount_sar = 7 WHERE budget_version_id = %s",
             (seeded[0],),
         )
-    result = health.reconciliation(conn, KPI, SETTINGS)
+    result = checks.reconciliation(conn, KPI, THRESHOLDS)
     assert not result.passed
     assert result.metadata["versions_with_changes_since_refresh"] == []
     assert "no logged change explains it" in result.description
@@ -246,7 +247,7 @@ def test_reconciliation_of_a_two_column_key_reports_missing_rows(conn, seeded):
         "DELETE FROM efir_budget.budget_consolidations WHERE budget_version_id = %s AND account_code = '64110'",
         (target,),
     )
-    result = health.reconciliation(conn, CONSOLIDATION, SETTINGS)
+    result = checks.reconciliation(conn, CONSOLIDATION, THRESHOLDS)
     assert not result.passed
     first = result.metadata["first_difference"]
     assert first["budget_version_id"] == str(target) and first["account_code"] == "64110"
@@ -257,7 +258,7 @@ def test_reconciliation_catches_a_version_deleted_after_the_refresh(conn, seeded
     conn.execute(
         "UPDATE efir_budget.budget_versions SET deleted_at = now() WHERE id = %s", (seeded[0],)
     )
-    result = health.reconciliation(conn, KPI, SETTINGS)
+    result = checks.reconciliation(conn, KPI, THRESHOLDS)
     assert not result.passed
     assert result.metadata["first_difference"]["budget_version_id"] == str(seeded[0])
     assert result.metadata["first_difference"]["missing_in_live"]
@@ -266,121 +267,22 @@ def test_reconciliation_catches_a_version_deleted_after_the_refresh(conn, seeded
 def test_reconciliation_samples_deterministically(conn, db_url):
     versions = add_versions_with_lines(conn, 25)
     refresh_all(db_url)
-    one = health.sample_versions(conn, KPI, 20, "seed-a")
-    assert one == health.sample_versions(conn, KPI, 20, "seed-a")
+    one = checks.sample_versions(conn, KPI, 20, "seed-a")
+    assert one == checks.sample_versions(conn, KPI, 20, "seed-a")
     assert one[1] == 25 and len(one[0]) == 20 and set(one[0]) <= set(versions)
-    assert one[0] != health.sample_versions(conn, KPI, 20, "seed-b")[0]
-    assert set(health.sample_versions(conn, KPI, 40, "x")[0]) == set(versions)  # all when fewer
+    assert one[0] != checks.sample_versions(conn, KPI, 20, "seed-b")[0]
+    assert set(checks.sample_versions(conn, KPI, 40, "x")[0]) == set(versions)  # all when fewer
 
-    result = health.reconciliation(conn, KPI, health.HealthSettings(sample_seed="seed-a"))
+    result = checks.reconciliation(conn, KPI, THRESHOLDS.with_overrides(sample_seed="seed-a"))
     assert result.passed
     assert result.metadata["sample_size"] == 20 and result.metadata["candidate_versions"] == 25
     assert result.metadata["view_rows"] == 20 and result.metadata["seed"] == "seed-a"
 
 
 def test_reconciliation_seed_defaults_to_the_last_refresh(conn, seeded):
-    result = health.reconciliation(conn, KPI, SETTINGS)
+    result = checks.reconciliation(conn, KPI, THRESHOLDS)
     last = conn.execute(
         """SELECT max(id) FROM efir_budget.mv_refresh_log
            WHERE view_name = 'mv_kpi_dashboard' AND outcome = 'success'"""
     ).fetchone()[0]
     assert result.metadata["seed"] == str(last)
-
-
-# --------------------------------------------------------------------------- settings
-
-
-def test_settings_from_the_environment(monkeypatch):
-    monkeypatch.setenv("EFIR_FRESHNESS_LIMIT_HIGH", "2min")
-    monkeypatch.setenv("EFIR_REFRESH_DURATION_LIMIT", "500ms")
-    monkeypatch.setenv("EFIR_VIEW_SIZE_LIMIT_MB", "10")
-    monkeypatch.setenv("EFIR_RECONCILIATION_SAMPLE", "5")
-    settings = health.HealthSettings.from_env()
-    assert settings.freshness_limits["high"] == 120
-    assert settings.freshness_limits["low"] == 26 * 3600
-    assert settings.duration_limit_seconds == 0.5
-    assert settings.size_limit_bytes == 10 * 1024 * 1024
-    assert settings.sample_size == 5
-    assert health.HealthSettings() == health.HealthSettings(
-        freshness_limits={"high": 300, "medium": 3600, "low": 93600},
-        duration_limit_seconds=5,
-        size_limit_bytes=50 * 1024 * 1024,
-        sample_size=20,
-    )
-
-
-@pytest.mark.parametrize(
-    ("name", "value"),
-    [("EFIR_FRESHNESS_LIMIT_LOW", "a day"), ("EFIR_VIEW_SIZE_LIMIT_MB", "big")],
-)
-def test_bad_settings_are_config_errors(monkeypatch, name, value):
-    monkeypatch.setenv(name, value)
-    with pytest.raises(ConfigError, match=name):
-        health.HealthSettings.from_env()
-
-
-# --------------------------------------------------------------------------- SQL side
-
-
-def test_kpi_freshness_gives_dashboards_as_of_and_lag(conn, seeded):
-    rows = {
-        r[0]: r
-        for r in conn.execute(
-            "SELECT view_name, data_as_of, lag_seconds, pending_changes FROM efir_budget.kpi_freshness"
-        ).fetchall()
-    }
-    assert set(rows) == set(catalog.view_names())
-    as_of = conn.execute(
-        """SELECT max(snapshot_at) FROM efir_budget.mv_refresh_log
-           WHERE view_name = 'mv_kpi_dashboard' AND outcome = 'success'"""
-    ).fetchone()[0]
-    assert rows["mv_kpi_dashboard"][1:] == (as_of, 0, 0)
-
-    conn.execute("UPDATE efir_budget.revenue_plans SET amount_sar = 5")
-    age_changes(conn, "10 minutes")
-    lag, pending = conn.execute(
-        "SELECT lag_seconds, pending_changes FROM efir_budget.kpi_freshness "
-        "WHERE view_name = 'mv_kpi_dashboard'"
-    ).fetchone()
-    assert lag == pytest.approx(600, abs=30) and pending == 3  # one row per version written
-
-
-def test_refresh_history_records_the_lag_each_refresh_closed(conn, seeded, db_url):
-    conn.execute(
-        "UPDATE efir_budget.revenue_plans SET amount_sar = 6 WHERE budget_version_id = %s",
-        (seeded[0],),
-    )
-    age_changes(conn, "15 minutes", table_name="revenue_plans")
-    refresh_all(db_url)
-    rows = health.refresh_history(conn, [KPI], limit=1)
-    (row,) = rows
-    assert row["view_name"] == "mv_kpi_dashboard" and row["outcome"] == "success"
-    assert row["reflected_changes"] == 1
-    assert row["lag_closed_seconds"] == pytest.approx(900, abs=30)
-    # The consolidation does not read revenue_plans: that refresh closed no lag.
-    (other,) = health.refresh_history(conn, [CONSOLIDATION], limit=1)
-    assert other["reflected_changes"] == 0 and other["lag_closed_seconds"] is None
-
-
-def test_migration_0005_downgrades_and_upgrades_again(make_database):
-    url = make_database()
-    objects = (
-        "efir_budget.kpi_freshness",
-        "efir_budget.refresh_history",
-        "efir_budget.alert_outbox",
-    )
-    with psycopg.connect(url, autocommit=True) as c:
-        assert all(c.execute("SELECT to_regclass(%s)", (o,)).fetchone()[0] for o in objects)
-        comment = c.execute(
-            "SELECT obj_description('efir_budget.kpi_freshness'::regclass, 'pg_class')"
-        ).fetchone()[0]
-        assert "data-as-of" in comment
-    migrate.downgrade(url, "0004_change_capture")
-    with psycopg.connect(url, autocommit=True) as c:
-        assert not any(c.execute("SELECT to_regclass(%s)", (o,)).fetchone()[0] for o in objects)
-        assert (
-            c.execute("SELECT to_regprocedure('efir_budget.view_freshness()')").fetchone()[0]
-            is None
-        )
-    migrate.upgrade(url)
-    assert migrate.current_revision(url) == migrate.head_revision(url)

@@ -22,6 +22,7 @@ from psycopg import sql
 from efir_pipeline.core import catalog
 from efir_pipeline.core.db import changes, incremental, migrate
 from efir_pipeline.core.db.refresh import RefreshResult, refresh_view
+from efir_pipeline.core.values import Duration
 from efir_pipeline.defs.assets import FULL_TAG, full_requested
 from efir_pipeline.defs.sensors import versions_tag
 from tests.support.random_data import generate
@@ -497,10 +498,10 @@ def test_prune_keeps_changes_the_cache_has_not_synced(data, db_url):
                 WHERE budget_version_id = %s
                   AND NOT pg_visible_in_snapshot(txid::text::xid8, %s::pg_snapshot)"""
     assert conn.execute(logged, (v, old)).fetchone()[0] == 1
-    changes.prune(conn, "0 seconds")
+    changes.prune(conn, Duration(0))
     assert conn.execute(logged, (v, old)).fetchone()[0] == 1  # kept: it still marks v dirty
     assert refresh(db_url).versions_recomputed == 1
-    changes.prune(conn, "0 seconds")
+    changes.prune(conn, Duration(0))
     assert conn.execute(logged, (v, old)).fetchone()[0] == 0
 
 

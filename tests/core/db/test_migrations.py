@@ -27,10 +27,12 @@ def test_upgrade_twice_is_a_no_op_and_down_up_round_trips(make_database):
     assert migrate.current_revision(url) == migrate.head_revision(url)
 
     migrate.downgrade(url, "base")
-    assert _objects(url) == set()
+    # alembic's record (now empty) and its primary key stay, as alembic leaves them
+    assert {name for _, name in _objects(url)} <= {
+        migrate.VERSION_TABLE,
+        f"{migrate.VERSION_TABLE}_pkc",
+    }
     assert migrate.current_revision(url) is None
-    with psycopg.connect(url) as c:
-        assert c.execute("SELECT to_regnamespace('efir_budget')").fetchone()[0] is None
 
     migrate.upgrade(url)
     assert _objects(url) == first
@@ -41,7 +43,7 @@ def test_existing_source_tables_adopt_the_views_by_stamp(make_database):
     url = make_database(migrated=False)
     migrate.upgrade(url, SOURCE)  # stands in for the app's own, pre-existing tables
     with psycopg.connect(url) as c:
-        c.execute("DELETE FROM alembic_version")  # the app never used our alembic history
+        c.execute("DELETE FROM efir_budget.efir_pipeline_revision")  # the app never used it
     migrate.stamp(url, SOURCE)
     migrate.upgrade(url)
     assert ("m", "mv_kpi_dashboard") in _objects(url)

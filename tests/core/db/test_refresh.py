@@ -11,8 +11,8 @@ import psycopg
 import pytest
 
 from efir_pipeline.core import catalog
-from efir_pipeline.core.db.refresh import refresh_view
-from efir_pipeline.core.settings import RefreshSettings
+from efir_pipeline.core.db.refresh import RefreshSettings, refresh_view
+from efir_pipeline.core.settings import Settings
 from tests.support.factories import add_version
 from tests.support.waiting import wait_for_blocked_refreshes
 
@@ -99,7 +99,9 @@ def test_a_failed_refresh_keeps_the_old_rows_and_is_recorded(conn, db_url):
     add_version(conn, name="Before", status="approved")
     refresh_view(KPI, url=db_url)
     add_version(conn, name="After", year=2027, status="approved")
-    settings = RefreshSettings(lock_timeout="10s", statement_timeout="300ms", wait_timeout="10s")
+    settings = RefreshSettings.from_settings(Settings()).overridden(
+        lock_timeout="10s", statement_timeout="300ms", wait_timeout="10s"
+    )
     with table_locked(db_url, "revenue_plans"):
         result = refresh_view(KPI, url=db_url, settings=settings)
     assert result.outcome == "failed" and not result.transient
@@ -114,7 +116,9 @@ def test_a_failed_refresh_keeps_the_old_rows_and_is_recorded(conn, db_url):
 
 
 def test_a_lock_timeout_is_a_transient_failure(conn, db_url):
-    settings = RefreshSettings(lock_timeout="200ms", statement_timeout="10s", wait_timeout="10s")
+    settings = RefreshSettings.from_settings(Settings()).overridden(
+        lock_timeout="200ms", statement_timeout="10s", wait_timeout="10s"
+    )
     with table_locked(db_url, "revenue_plans"):
         result = refresh_view(KPI, url=db_url, settings=settings)
     assert result.outcome == "failed" and result.transient
@@ -170,7 +174,9 @@ def test_concurrent_refresh_succeeds_with_data(conn, db_url, view):
 
 
 def test_waiting_for_another_refresh_is_bounded(conn, db_url):
-    settings = RefreshSettings(lock_timeout="10s", statement_timeout="10s", wait_timeout="200ms")
+    settings = RefreshSettings.from_settings(Settings()).overridden(
+        lock_timeout="10s", statement_timeout="10s", wait_timeout="200ms"
+    )
     with psycopg.connect(db_url) as holder:
         holder.execute(
             "SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
@@ -183,7 +189,9 @@ def test_waiting_for_another_refresh_is_bounded(conn, db_url):
 
 
 def test_failures_record_how_long_they_waited_and_ran(conn, db_url):
-    settings = RefreshSettings(lock_timeout="10s", statement_timeout="400ms", wait_timeout="300ms")
+    settings = RefreshSettings.from_settings(Settings()).overridden(
+        lock_timeout="10s", statement_timeout="400ms", wait_timeout="300ms"
+    )
     with psycopg.connect(db_url) as holder:
         holder.execute(
             "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (0x45464952, KPI.qualified_name)

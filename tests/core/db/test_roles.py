@@ -25,10 +25,12 @@ from psycopg import errors, sql
 
 from efir_pipeline.core import catalog
 from efir_pipeline.core.catalog import SCHEMA
-from efir_pipeline.core.db import health, migrate, roles
+from efir_pipeline.core.db import checks as health
+from efir_pipeline.core.db import migrate, roles
 from efir_pipeline.core.db.refresh import refresh_view
 from efir_pipeline.core.db.roles import RoleNames
 from efir_pipeline.core.errors import ConfigError
+from efir_pipeline.core.settings import Settings
 from tests.support.commands import run_cli
 from tests.support.random_data import generate
 
@@ -342,7 +344,7 @@ def test_pipeline_refreshes_each_view_concurrently(pipeline, setup, view):
 def test_pipeline_runs_the_checks(pipeline, setup):
     for view in VIEWS:
         assert refresh_view(view, url=login_url(setup.url, setup.names.pipeline)).ok
-    settings = health.HealthSettings()
+    settings = health.Thresholds.default()
     for view in VIEWS:
         for check in health.checks_for(view):
             result = health.run_check(pipeline, view, check, settings)
@@ -460,11 +462,9 @@ def test_bad_role_names_exit_2_before_connecting(env):
     assert "role" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_role_names_come_from_flags_then_environment_then_defaults(monkeypatch):
-    monkeypatch.setenv("EFIR_ROLE_DASHBOARD", "grafana_reader")
-    monkeypatch.delenv("EFIR_ROLE_APP", raising=False)
-    monkeypatch.delenv("EFIR_ROLE_PIPELINE", raising=False)
-    names = RoleNames.from_env(pipeline="etl")
+def test_role_names_come_from_flags_then_environment_then_defaults():
+    environment = Settings.from_env({"EFIR_ROLE_DASHBOARD": "grafana_reader"})
+    names = RoleNames.from_settings(environment, pipeline="etl")
     assert names.as_dict() == {"pipeline": "etl", "dashboard": "grafana_reader", "app": "efir_app"}
     with pytest.raises(ConfigError):
         RoleNames("a", "a", "b")

@@ -1,0 +1,93 @@
+"""``efir-pipeline db ...``: the schema (alembic) and the roles."""
+
+from __future__ import annotations
+
+import sys
+
+from efir_pipeline.cli.output import render
+from efir_pipeline.core import settings
+from efir_pipeline.core.db import migrate, roles
+from efir_pipeline.core.db.connection import connection, database_url
+
+
+def register(commands) -> None:
+    db = commands.add_parser("db", help="schema migrations (alembic) and roles")
+    actions = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    up = actions.add_parser("upgrade", help="apply migrations (default: all)")
+    up.add_argument("revision", nargs="?", default="head")
+    up.set_defaults(handler=upgrade)
+    down = actions.add_parser("downgrade", help="go back to REVISION (e.g. -1, base)")
+    down.add_argument("revision")
+    down.set_defaults(handler=downgrade)
+    stamp = actions.add_parser(
+        "stamp", help="mark REVISION as applied without running it (adopting existing tables)"
+    )
+    stamp.add_argument("revision")
+    stamp.set_defaults(handler=stamp_revision)
+    current = actions.add_parser("current", help="show the applied and the latest revision")
+    current.set_defaults(handler=show_current)
+    role = actions.add_parser(
+        "roles",
+        help="create the pipeline, dashboard and app roles and set least privileges (idempotent; "
+        "run as the migration owner after every upgrade)",
+    )
+    role.add_argument("--dry-run", action="store_true", help="print the SQL, change nothing")
+    role.add_argument("--pipeline-role", help="default: EFIR_ROLE_PIPELINE or efir_pipeline")
+    role.add_argument("--dashboard-role", help="default: EFIR_ROLE_DASHBOARD or efir_dashboard")
+    role.add_argument("--app-role", help="default: EFIR_ROLE_APP or efir_app")
+    role.add_argument(
+        "--nologin",
+        action="store_true",
+        help="group roles (NOLOGIN) to GRANT to login users, instead of LOGIN roles",
+    )
+    role.set_defaults(handler=set_roles)
+
+
+def upgrade(args) -> int:
+    migrate.upgrade(database_url(), args.revision)
+    print(f"database at revision {migrate.current_revision(database_url())}")
+    return 0
+
+
+def downgrade(args) -> int:
+    migrate.downgrade(database_url(), args.revision)
+    print(f"database at revision {migrate.current_revision(database_url()) or 'base'}")
+    return 0
+
+
+def stamp_revision(args) -> int:
+    migrate.stamp(database_url(), args.revision)
+    print(f"database stamped at {migrate.current_revision(database_url())}")
+    return 0
+
+
+def show_current(args) -> int:
+    print(
+        f"applied: {migrate.current_revision(database_url()) or 'none'}\nlatest:  {migrate.head()}"
+    )
+    return 0
+
+
+def set_roles(args) -> int:
+    names = roles.RoleNames.from_settings(
+        settings.current(),
+        pipeline=args.pipeline_role,
+        dashboard=args.dashboard_role,
+        app=args.app_role,
+    )
+    plan, script = roles.apply(database_url(), names, login=not args.nologin, dry_run=args.dry_run)
+    if args.dry_run:
+        print(script)
+        return 0
+    for note in plan.notes:
+        print(f"note: {note}", file=sys.stderr)
+    with connection(autocommit=True) as conn:
+        matrix = roles.privilege_matrix(conn, names)
+    print(render(matrix, ("object", "kind", "pipeline", "dashboard", "app")))
+    created = ", ".join(plan.created) or "none"
+    print(
+        f"{len(plan.statements)} statements applied; roles created: {created}. "
+        "Set passwords with ALTER ROLE ... PASSWORD (see docs/deploy.md).",
+        file=sys.stderr,
+    )
+    return 0
