@@ -1,9 +1,10 @@
-"""The refresh rules of PIPELINE.md, in one place: which change is high, medium or low.
+"""The refresh rules, in one place: which change is high, medium or low.
 
 The database logs facts (``efir_budget.change_log``: table, version, rows, statuses,
 levels, transaction); this module turns them into a priority when the sensors read
-them. Thresholds are configuration (environment), not code and not data, so changing
-one takes effect at the next sensor tick and never needs a migration.
+them. Thresholds are configuration (settings), not code and not data, so changing one
+never needs a migration. Each rule is declared once (:data:`RULES`): its test on a
+change and the SQL condition the sensors use to fetch only what may be above low.
 
 Which *views* a change concerns is not decided here: ``catalog.views_reading(table)``.
 
@@ -17,7 +18,7 @@ Which *views* a change concerns is not decided here: ``catalog.views_reading(tab
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -84,10 +85,92 @@ class RefreshRules:
             medium_batch_seconds=int(settings.medium_batch_window.seconds),
         )
 
-    @property
-    def rule_tables(self) -> frozenset[str]:
-        """Tables whose every change may be above low (whatever its size)."""
-        return self.consolidation_tables | self.level_tables | self.medium_tables
+
+@dataclass(frozen=True)
+class Context:
+    """What a rule may look at besides the change: the other changes of its transaction."""
+
+    rules: RefreshRules
+    total_levels: int
+    levels: dict[tuple[int, str, UUID | None], set[UUID]]
+
+    def levels_touched(self, c: Change) -> int:
+        """Distinct levels of the change's version its whole transaction touched."""
+        return len(self.levels.get((c.txid, c.table_name, c.budget_version_id), ()))
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One refresh rule, said once: the test on a change, and a SQL condition on
+    ``change_log`` (alias ``o``) that holds whenever the test can, so the sensors fetch
+    only the changes that may be above low priority (the rest are surely low)."""
+
+    priority: Priority
+    sql: str
+    """Parameters: the fields of :class:`RefreshRules`, e.g. ``%(bulk_rows)s``."""
+    reason: Callable[[Change, Context], str | None]
+    """The reason when the rule applies to the change, else None."""
+
+
+def _truncate(c: Change, ctx: Context) -> str | None:
+    return f"TRUNCATE of {c.table_name}" if c.operation == "TRUNCATE" else None
+
+
+def _status(c: Change, ctx: Context) -> str | None:
+    if c.table_name == ctx.rules.status_table and c.old_status != c.new_status:
+        return f"status change {c.old_status or '-'} -> {c.new_status or '-'}"
+    return None
+
+
+def _bulk(c: Change, ctx: Context) -> str | None:
+    if c.txn_rows is not None and c.txn_rows > ctx.rules.bulk_rows:
+        return f"bulk write: {c.txn_rows} rows of {c.table_name} in one transaction"
+    return None
+
+
+def _consolidation(c: Change, ctx: Context) -> str | None:
+    if c.table_name in ctx.rules.consolidation_tables:
+        return f"consolidation rewritten ({c.table_name})"
+    return None
+
+
+def _levels(c: Change, ctx: Context) -> str | None:
+    if c.table_name not in ctx.rules.level_tables or not ctx.total_levels:
+        return None
+    touched = ctx.levels_touched(c)
+    if touched > ctx.rules.level_fraction * ctx.total_levels:
+        return f"{c.table_name}: {touched}/{ctx.total_levels} levels of a version"
+    return None
+
+
+def _dhg(c: Change, ctx: Context) -> str | None:
+    return f"DHG change ({c.table_name})" if c.table_name in ctx.rules.medium_tables else None
+
+
+RULES: tuple[Rule, ...] = (
+    Rule(Priority.HIGH, "o.operation = 'TRUNCATE'", _truncate),
+    Rule(Priority.HIGH, "o.old_status IS DISTINCT FROM o.new_status", _status),
+    Rule(Priority.HIGH, "o.txn_rows > %(bulk_rows)s", _bulk),
+    Rule(Priority.HIGH, "o.table_name = ANY(%(consolidation_tables)s)", _consolidation),
+    Rule(Priority.MEDIUM, "o.table_name = ANY(%(level_tables)s)", _levels),
+    Rule(Priority.MEDIUM, "o.table_name = ANY(%(medium_tables)s)", _dhg),
+)
+"""In order: the first rule that applies decides; none applies: low (the nightly run)."""
+
+
+def may_be_above_low_sql() -> str:
+    """The sensors' prefilter: a change matching none of these is low whatever else."""
+    return " OR ".join(f"({rule.sql})" for rule in RULES)
+
+
+def sql_parameters(rules: RefreshRules) -> dict[str, object]:
+    """The parameters :func:`may_be_above_low_sql` refers to."""
+    return {
+        "bulk_rows": rules.bulk_rows,
+        "consolidation_tables": sorted(rules.consolidation_tables),
+        "level_tables": sorted(rules.level_tables),
+        "medium_tables": sorted(rules.medium_tables),
+    }
 
 
 def classify(
@@ -104,26 +187,13 @@ def classify(
     for c in changes:
         if c.table_name in rules.level_tables and c.level_ids:
             levels[(c.txid, c.table_name, c.budget_version_id)].update(c.level_ids)
-    out = []
-    for c in changes:
-        priority, reason = _priority(c, rules, total_levels, levels)
-        out.append(Classified(c, priority, reason))
-    return out
+    context = Context(rules, total_levels, levels)
+    return [Classified(c, *_priority(c, context)) for c in changes]
 
 
-def _priority(c: Change, rules: RefreshRules, total_levels: int, levels) -> tuple[Priority, str]:
-    if c.operation == "TRUNCATE":
-        return Priority.HIGH, f"TRUNCATE of {c.table_name}"
-    if c.table_name == rules.status_table and c.old_status != c.new_status:
-        return Priority.HIGH, f"status change {c.old_status or '-'} -> {c.new_status or '-'}"
-    if c.txn_rows is not None and c.txn_rows > rules.bulk_rows:
-        return Priority.HIGH, f"bulk write: {c.txn_rows} rows of {c.table_name} in one transaction"
-    if c.table_name in rules.consolidation_tables:
-        return Priority.HIGH, f"consolidation rewritten ({c.table_name})"
-    if c.table_name in rules.level_tables:
-        touched = len(levels.get((c.txid, c.table_name, c.budget_version_id), ()))
-        if total_levels and touched > rules.level_fraction * total_levels:
-            return Priority.MEDIUM, f"{c.table_name}: {touched}/{total_levels} levels of a version"
-    if c.table_name in rules.medium_tables:
-        return Priority.MEDIUM, f"DHG change ({c.table_name})"
+def _priority(c: Change, context: Context) -> tuple[Priority, str]:
+    for rule in RULES:
+        reason = rule.reason(c, context)
+        if reason is not None:
+            return rule.priority, reason
     return Priority.LOW, f"single edit ({c.table_name})"

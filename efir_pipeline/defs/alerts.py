@@ -138,7 +138,7 @@ def _state_key(check_key: dg.AssetCheckKey) -> str:
     return f"{check_key.asset_key.to_user_string()}:{check_key.name}"
 
 
-def evaluate_check_alerts(
+def check_alerts_tick(
     instance: dg.DagsterInstance,
     check_keys: Iterable[dg.AssetCheckKey],
     cursor: str | None,
@@ -204,7 +204,7 @@ def build_check_failure_alert_sensor(
     def _sensor(context: dg.SensorEvaluationContext, postgres: PostgresResource):
         alert_settings = AlertSettings.from_settings(current_settings())
         with _maybe_connection(postgres) as conn:
-            cursor = evaluate_check_alerts(
+            cursor = check_alerts_tick(
                 context.instance, keys, context.cursor, alert_settings, conn
             )
         context.update_cursor(cursor)

@@ -141,7 +141,7 @@ def to_check_result(result: checks.HealthResult, key: dg.AssetCheckKey) -> dg.As
     )
 
 
-def evaluate(
+def run_checks(
     conn: psycopg.Connection,
     view: ManagedView,
     keys: Iterable[dg.AssetCheckKey],
@@ -207,7 +207,7 @@ def build_view_checks(view: ManagedView) -> dg.AssetChecksDefinition:
                 "SELECT set_config('statement_timeout', %s, false)",
                 (thresholds.statement_timeout.postgres(),),
             )
-            yield from evaluate(
+            yield from run_checks(
                 conn, view, context.selected_asset_check_keys, thresholds, context.log
             )
 

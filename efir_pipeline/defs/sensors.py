@@ -138,7 +138,7 @@ def dump_cursor(views: Mapping[str, dict]) -> str:
     return json.dumps({"version": CURSOR_VERSION, "views": dict(sorted(views.items()))})
 
 
-def plan(
+def decide(
     read: changes.ChangeRead,
     cursor: Mapping[str, dict],
     priority: Priority,
@@ -271,7 +271,7 @@ def views_with_pending_runs(instance: dg.DagsterInstance) -> set[str]:
     return pending
 
 
-def evaluate(
+def tick(
     context: dg.SensorEvaluationContext,
     postgres: PostgresResource,
     priority: Priority,
@@ -285,7 +285,7 @@ def evaluate(
             {name: entry.get("snapshot") for name, entry in cursor.items()},
             rules,
         )
-    decisions, new_cursor, notes = plan(
+    decisions, new_cursor, notes = decide(
         read, cursor, priority, rules, busy=views_with_pending_runs(context.instance)
     )
     for decision in decisions:
@@ -321,7 +321,7 @@ def build_change_sensor(
         "not yet reflected (efir_budget.change_log; rules in efir_pipeline.core.rules).",
     )
     def _sensor(context: dg.SensorEvaluationContext, postgres: PostgresResource):
-        return evaluate(
+        return tick(
             context, postgres, priority, rules or RefreshRules.from_settings(settings.current())
         )
 

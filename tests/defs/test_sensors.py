@@ -422,13 +422,13 @@ def test_a_view_on_a_view_is_refreshed_after_its_upstream_in_the_same_run(monkey
         "5:9:", NOW, 15, {"mv_v": changes.Outstanding("mv_v", 1, 1, [truncate], None)}
     )
 
-    decisions, cursor, _ = sensors.plan(read, {}, Priority.HIGH, RefreshRules())
+    decisions, cursor, _ = sensors.decide(read, {}, Priority.HIGH, RefreshRules())
     assert [d.views for d in decisions] == [("mv_u", "mv_v")]
     assert {name: entry["snapshot"] for name, entry in cursor.items()} == {
         "mv_u": "5:9:",
         "mv_v": "5:9:",
     }
 
-    decisions, cursor, notes = sensors.plan(read, {}, Priority.HIGH, RefreshRules(), busy={"mv_u"})
+    decisions, cursor, notes = sensors.decide(read, {}, Priority.HIGH, RefreshRules(), busy={"mv_u"})
     assert decisions == [] and cursor == {}
     assert "mv_v: a run not yet started on it" in notes[0]

@@ -75,18 +75,18 @@ def set_roles(args) -> int:
         dashboard=args.dashboard_role,
         app=args.app_role,
     )
-    plan, script = roles.apply(database_url(), names, login=not args.nologin, dry_run=args.dry_run)
+    script, text = roles.apply(database_url(), names, login=not args.nologin, dry_run=args.dry_run)
     if args.dry_run:
-        print(script)
+        print(text)
         return 0
-    for note in plan.notes:
+    for note in script.notes:
         print(f"note: {note}", file=sys.stderr)
     with connection(autocommit=True) as conn:
         matrix = roles.privilege_matrix(conn, names)
     print(render(matrix, ("object", "kind", "pipeline", "dashboard", "app")))
-    created = ", ".join(plan.created) or "none"
+    created = ", ".join(script.created) or "none"
     print(
-        f"{len(plan.statements)} statements applied; roles created: {created}. "
+        f"{len(script.statements)} statements applied; roles created: {created}. "
         "Set passwords with ALTER ROLE ... PASSWORD (see docs/deploy.md).",
         file=sys.stderr,
     )

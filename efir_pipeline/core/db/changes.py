@@ -23,7 +23,14 @@ import psycopg
 from psycopg.rows import dict_row
 
 from efir_pipeline.core.catalog import VIEWS, ManagedView, views_reading
-from efir_pipeline.core.rules import Change, Classified, RefreshRules, classify
+from efir_pipeline.core.rules import (
+    Change,
+    Classified,
+    RefreshRules,
+    classify,
+    may_be_above_low_sql,
+    sql_parameters,
+)
 from efir_pipeline.core.values import Duration
 
 _SNAPSHOT = re.compile(r"^(\d+):(\d+):([\d,]*)$")
@@ -91,10 +98,7 @@ SELECT s.n, s.max_id, o.id, o.table_name, o.budget_version_id, o.operation, o.ro
        o.old_status::text AS old_status, o.new_status::text AS new_status, o.level_ids, o.txid,
        o.changed_at, o.txn_rows
 FROM summary s
-LEFT JOIN o ON o.operation = 'TRUNCATE'
-            OR o.old_status IS DISTINCT FROM o.new_status
-            OR o.txn_rows > %(bulk_rows)s
-            OR o.table_name = ANY(%(rule_tables)s)
+LEFT JOIN o ON {may_be_above_low}
 ORDER BY o.id
 """
 
@@ -136,11 +140,12 @@ def _outstanding(
         "floor": max(snapshot_xmin(reflected), snapshot_xmin(requested)),
         "reflected": reflected,
         "requested": requested,
-        "bulk_rows": rules.bulk_rows,
-        "rule_tables": sorted(rules.rule_tables),
+        **sql_parameters(rules),
     }
     with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(_OUTSTANDING, params).fetchall()
+        rows = cur.execute(
+            _OUTSTANDING.format(may_be_above_low=may_be_above_low_sql()), params
+        ).fetchall()
     candidates = [_change(r) for r in rows if r["id"] is not None]
     return Outstanding(view.name, rows[0]["n"], rows[0]["max_id"], candidates, reflected)
 

@@ -46,7 +46,7 @@ at network scale, against about 1 s for all 12,000): the refresh recomputes ever
 
 
 @dataclass(frozen=True)
-class Plan:
+class Scope:
     """What one refresh of a ``per_version`` view recomputes, read right before it."""
 
     snapshot: str
@@ -63,26 +63,26 @@ class Plan:
         return self.versions is None
 
 
-def prepare(conn: psycopg.Connection, view: ManagedView, *, full: bool) -> Plan:
+def prepare(conn: psycopg.Connection, view: ManagedView, *, full: bool) -> Scope:
     """Read (and with ``full``, first reset) what the coming REFRESH recomputes.
 
     Must run in the refresh transaction, under its advisory lock: nobody else writes
-    the state or the cache meanwhile, so the plan still holds at the REFRESH.
+    the state or the cache meanwhile, so the scope still holds at the REFRESH.
     """
     if full:
         _set_state(conn, view, None)
-    plan = _read_plan(conn, view)
-    if not plan.everything and plan.recomputed > max(
-        RECOMPUTE_ALL_MIN, RECOMPUTE_ALL_FRACTION * plan.live_versions
+    scope = _read_scope(conn, view)
+    if not scope.everything and scope.recomputed > max(
+        RECOMPUTE_ALL_MIN, RECOMPUTE_ALL_FRACTION * scope.live_versions
     ):
         # Forget the synced snapshot (the REFRESH then runs the whole-query branch); the
         # snapshot read above still bounds what the cache will hold: it is the one recorded.
         _set_state(conn, view, None)
-        return Plan(plan.snapshot, None, plan.live_versions, plan.live_versions)
-    return plan
+        return Scope(scope.snapshot, None, scope.live_versions, scope.live_versions)
+    return scope
 
 
-def _read_plan(conn: psycopg.Connection, view: ManagedView) -> Plan:
+def _read_scope(conn: psycopg.Connection, view: ManagedView) -> Scope:
     """The dirty versions and ``pg_current_snapshot()``, in one statement (one snapshot)."""
     snapshot, everything, versions, live_versions = conn.execute(
         sql.SQL(
@@ -99,22 +99,22 @@ def _read_plan(conn: psycopg.Connection, view: ManagedView) -> Plan:
     ).fetchone()
     live_versions = int(live_versions)
     if everything:
-        return Plan(snapshot, None, live_versions, live_versions)
-    return Plan(snapshot, tuple(versions), len(versions), live_versions)
+        return Scope(snapshot, None, live_versions, live_versions)
+    return Scope(snapshot, tuple(versions), len(versions), live_versions)
 
 
-def sync(conn: psycopg.Connection, view: ManagedView, plan: Plan) -> None:
+def sync(conn: psycopg.Connection, view: ManagedView, scope: Scope) -> None:
     """Make the cache hold the view's rows for the recomputed versions, then record
-    ``plan.snapshot`` as synced. Run right after the REFRESH, in its transaction.
+    ``scope.snapshot`` as synced. Run right after the REFRESH, in its transaction.
 
     Only rows that differ are written (a recomputed version that did not change costs
     a comparison, not an update), and rows of versions the view no longer has go.
     """
-    if plan.everything or len(plan.versions) > SYNC_ALL_ABOVE:
+    if scope.everything or len(scope.versions) > SYNC_ALL_ABOVE:
         _sync_rows(conn, view, None)
-    elif plan.versions:
-        _sync_rows(conn, view, list(plan.versions))
-    _set_state(conn, view, plan.snapshot)
+    elif scope.versions:
+        _sync_rows(conn, view, list(scope.versions))
+    _set_state(conn, view, scope.snapshot)
 
 
 def _sync_rows(conn: psycopg.Connection, view: ManagedView, versions: list[UUID] | None) -> None:

@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 # pg_advisory_xact_lock(int4, int4): our namespace, then hashtext of the view's name.
 ADVISORY_NAMESPACE = 0x45464952  # "EFIR"
 
-# Session settings (transaction-local) of a per_version refresh. jit: the plan holds the
+# Session settings (transaction-local) of a per_version refresh. jit: the scope holds the
 # whole live query in a branch that an incremental refresh does not run, and its cost
 # would make PostgreSQL JIT-compile (~0.12 s at network scale) what runs in 20 ms. Statistics
 # target and work_mem: REFRESH ... CONCURRENTLY ANALYZEs its temporary copy of the new
@@ -259,10 +259,10 @@ def _refresh_and_record(conn: psycopg.Connection, attempt: _Attempt) -> RefreshR
     )
     snapshot_at = conn.execute("SELECT clock_timestamp()").fetchone()[0]
     reflected = _reflection_point(conn, view)
-    plan = None
+    scope = None
     if view.incremental and _may_refresh(conn, view):
         _incremental_settings(conn)
-        plan = incremental.prepare(conn, view, full=attempt.full)
+        scope = incremental.prepare(conn, view, full=attempt.full)
     attempt.t0 = time.monotonic()
     conn.execute(statement)
     attempt.duration = time.monotonic() - attempt.t0
@@ -271,10 +271,10 @@ def _refresh_and_record(conn: psycopg.Connection, attempt: _Attempt) -> RefreshR
             ident, sql.Literal(view.qualified_name)
         )
     ).fetchone()
-    if plan is not None:
-        incremental.sync(conn, view, plan)
-    mode = incremental.FULL if plan is None or attempt.full else incremental.INCREMENTAL
-    recomputed = plan.recomputed if plan is not None else None
+    if scope is not None:
+        incremental.sync(conn, view, scope)
+    mode = incremental.FULL if scope is None or attempt.full else incremental.INCREMENTAL
+    recomputed = scope.recomputed if scope is not None else None
     log_id, finished_at = _record(
         conn, view, outcome="success", trigger=attempt.trigger, run_id=attempt.run_id,
         requested_at=attempt.requested_at, snapshot_at=snapshot_at,

@@ -200,7 +200,7 @@ def pipeline_tables() -> dict[str, tuple[str, ...]]:
     return {**PIPELINE_TABLES, **caches}
 
 
-def classify(name: str, relkind: str) -> str | None:
+def category_of(name: str, relkind: str) -> str | None:
     """The category of a relation of the schema (None: unknown, left alone)."""
     if relkind in ("r", "p"):
         return PIPELINE_TABLE if name in pipeline_tables() else SOURCE
@@ -261,7 +261,7 @@ def inspect(conn: psycopg.Connection) -> Inventory:
             "run `efir-pipeline db upgrade` first"
         )
     relations = tuple(
-        Relation(name, kind, owner, classify(name, kind))
+        Relation(name, kind, owner, category_of(name, kind))
         for name, kind, owner in conn.execute(_RELATIONS, (SCHEMA,)).fetchall()
     )
     functions = tuple(
@@ -285,7 +285,7 @@ class Statement:
 
 
 @dataclass
-class Plan:
+class Script:
     """The statements ``db roles`` runs, in order, with why; and what it left alone."""
 
     statements: list[Statement] = field(default_factory=list)
@@ -315,7 +315,7 @@ def _privileges(privileges: Iterable[str]) -> sql.Composed:
     return sql.SQL(", ").join(sql.SQL(p) for p in privileges)
 
 
-def build_plan(conn: psycopg.Connection, names: RoleNames, *, login: bool = True) -> Plan:
+def build_script(conn: psycopg.Connection, names: RoleNames, *, login: bool = True) -> Script:
     """Everything needed to bring the database to the design, given what is there now."""
     inventory = inspect(conn)
     me, superuser = conn.execute(
@@ -333,25 +333,25 @@ def build_plan(conn: psycopg.Connection, names: RoleNames, *, login: bool = True
     pipeline = sql.Identifier(names.pipeline)
     everyone = [names[k] for k in KINDS]
     schema = sql.Identifier(SCHEMA)
-    plan = Plan()
+    script = Script()
 
     for kind in KINDS:
         name = names[kind]
         attribute = sql.SQL("LOGIN" if login else "NOLOGIN")
         if name not in existing:
-            plan.add(
+            script.add(
                 sql.SQL("CREATE ROLE {} {}").format(sql.Identifier(name), attribute), f"{kind} role"
             )
-            plan.created.append(name)
+            script.created.append(name)
         elif existing[name][0] != login:
-            plan.add(sql.SQL("ALTER ROLE {} {}").format(sql.Identifier(name), attribute))
+            script.add(sql.SQL("ALTER ROLE {} {}").format(sql.Identifier(name), attribute))
 
     if not superuser and not _is_member(conn, me, names.pipeline):
-        plan.add(
+        script.add(
             sql.SQL("GRANT {} TO {}").format(pipeline, sql.Identifier(me)),
             "a non-superuser can hand objects to (and later migrations alter) only roles it is a member of",
         )
-    plan.add(
+    script.add(
         sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
             sql.Identifier(conn.info.dbname), _roles(everyone)
         )
@@ -361,25 +361,25 @@ def build_plan(conn: psycopg.Connection, names: RoleNames, *, login: bool = True
     functions = [f for f in inventory.functions if f.managed]
     transfers_fn = [f for f in functions if f.owner != names.pipeline]
     if (transfers or transfers_fn) and not superuser:
-        plan.add(
+        script.add(
             sql.SQL("GRANT CREATE ON SCHEMA {} TO {}").format(schema, pipeline),
             "ALTER ... OWNER needs the new owner to have CREATE here (revoked just below)",
         )
     for r in transfers:
-        plan.add(
+        script.add(
             sql.SQL("ALTER {} {} OWNER TO {}").format(sql.SQL(r.sql_kind), r.ident, pipeline),
             "REFRESH needs ownership in PostgreSQL 15" if r.category == MANAGED_VIEW else "",
         )
     for f in transfers_fn:
-        plan.add(
+        script.add(
             sql.SQL("ALTER FUNCTION {} OWNER TO {}").format(sql.SQL(f.signature), pipeline),
             "SECURITY DEFINER: runs with the pipeline's rights"
             if f.name.startswith("capture_")
             else "",
         )
 
-    plan.add(sql.SQL("REVOKE ALL ON SCHEMA {} FROM PUBLIC, {}").format(schema, _roles(everyone)))
-    plan.add(
+    script.add(sql.SQL("REVOKE ALL ON SCHEMA {} FROM PUBLIC, {}").format(schema, _roles(everyone)))
+    script.add(
         sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(schema, _roles(everyone)),
         "usage only: none of the three may create objects",
     )
@@ -387,7 +387,7 @@ def build_plan(conn: psycopg.Connection, names: RoleNames, *, login: bool = True
     for r in _ordered(inventory.relations):
         owner = names.pipeline if r.category in PIPELINE_OWNED else r.owner
         revoke_from = ["PUBLIC", *(n for n in everyone if n != owner)]
-        plan.add(
+        script.add(
             sql.SQL("REVOKE ALL ON {} FROM {}").format(
                 r.ident,
                 sql.SQL(", ").join(
@@ -398,28 +398,28 @@ def build_plan(conn: psycopg.Connection, names: RoleNames, *, login: bool = True
         )
         for kind, privileges in intended_privileges(r.name, r.category).items():
             if privileges and privileges != ("OWNER",):
-                plan.add(
+                script.add(
                     sql.SQL("GRANT {} ON {} TO {}").format(
                         _privileges(privileges), r.ident, sql.Identifier(names[kind])
                     )
                 )
 
     for f in functions:
-        plan.add(
+        script.add(
             sql.SQL("REVOKE ALL ON FUNCTION {} FROM PUBLIC, {}").format(
                 sql.SQL(f.signature), _roles([names.dashboard, names.app])
             ),
             f"function {f.name}",
         )
         if f.signature in inventory.dashboard_functions:
-            plan.add(
+            script.add(
                 sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(
                     sql.SQL(f.signature), sql.Identifier(names.dashboard)
                 ),
                 "called by a view dashboards read",
             )
 
-    plan.add(
+    script.add(
         sql.SQL(
             "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA {} GRANT SELECT ON TABLES TO {}"
         ).format(sql.Identifier(me), schema, pipeline),
@@ -428,21 +428,21 @@ def build_plan(conn: psycopg.Connection, names: RoleNames, *, login: bool = True
 
     for r in inventory.relations:
         if r.category is None:
-            plan.notes.append(
+            script.notes.append(
                 f"left alone: {SCHEMA}.{r.name} ({_RELKINDS.get(r.relkind, r.relkind)} not in "
                 "the catalog nor in efir_pipeline.core.db.roles)"
             )
     for f in inventory.functions:
         if not f.managed:
-            plan.notes.append(f"left alone: function {f.signature} (not in PIPELINE_FUNCTIONS)")
+            script.notes.append(f"left alone: function {f.signature} (not in PIPELINE_FUNCTIONS)")
     present = {r.name for r in inventory.relations}
     missing = [v.name for v in catalog.VIEWS if v.name not in present]
     if missing:
-        plan.notes.append(
+        script.notes.append(
             f"not in this database yet: {', '.join(missing)} (run `efir-pipeline db upgrade`, "
             "then `efir-pipeline db roles` again)"
         )
-    return plan
+    return script
 
 
 _CATEGORY_ORDER = (SOURCE, PIPELINE_TABLE, MANAGED_VIEW, LIVE_VIEW, PIPELINE_VIEW)
@@ -499,8 +499,8 @@ def _check_roles(
 
 def apply(
     url: str, names: RoleNames, *, login: bool = True, dry_run: bool = False
-) -> tuple[Plan, str]:
-    """Plan and (unless ``dry_run``) run, all in one transaction; returns the plan and its SQL.
+) -> tuple[Script, str]:
+    """Script and (unless ``dry_run``) run, all in one transaction; returns the script and its SQL.
 
     One transaction: a failure leaves privileges exactly as they were, and readers never
     see a half-granted state. An advisory lock serializes concurrent runs.
@@ -509,15 +509,15 @@ def apply(
 
     with connect(url) as conn:
         conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", _LOCK_KEY)
-        plan = build_plan(conn, names, login=login)
-        script = plan.render(conn)
+        script = build_script(conn, names, login=login)
+        text = script.render(conn)
         if dry_run:
             conn.rollback()
-            return plan, script
-        for statement in plan.statements:
+            return script, text
+        for statement in script.statements:
             conn.execute(statement.sql)
         conn.commit()
-    return plan, script
+    return script, text
 
 
 def privilege_matrix(conn: psycopg.Connection, names: RoleNames) -> list[dict[str, str]]:
