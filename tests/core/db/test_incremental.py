@@ -632,11 +632,11 @@ def test_the_planner_estimates_stay_sane(data):
     """Per-table aggregates filtered on one version are each estimated at their input
     rows, and joined without a clause: unguarded, a version was estimated at the product
     (10^11 rows at network scale), and a manual REFRESH JIT-compiled for seconds."""
-    scope = data.execute(
+    plan = data.execute(
         "EXPLAIN (FORMAT JSON) SELECT * FROM efir_budget.v_kpi_dashboard_incremental"
-    ).fetchone()[0][0]["Scope"]
-    assert scope["Scope Rows"] < 100 * live_versions(data) + 10_000
-    assert scope["Total Cost"] < 500_000  # jit_optimize_above_cost's default
+    ).fetchone()[0][0]["Plan"]
+    assert plan["Plan Rows"] < 100 * live_versions(data) + 10_000
+    assert plan["Total Cost"] < 500_000  # jit_optimize_above_cost's default
 
 
 def test_the_live_query_and_the_view_have_the_same_columns(conn):
