@@ -7,6 +7,7 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import create_engine, pool, text
 
+from efir_pipeline.core.db.connection import session_options
 from efir_pipeline.core.db.migrate import VERSION_TABLE, VERSION_TABLE_SCHEMA
 from efir_pipeline.core.db.urls import with_driver
 
@@ -37,7 +38,12 @@ def run_migrations_offline() -> None:
 
 
 def run_migrations_online() -> None:
-    engine = create_engine(_url(), poolclass=pool.NullPool)
+    url = _url()
+    # The same pinned search_path as every other session of ours: the migrations qualify
+    # every name, so nothing planted in another schema can stand in for a built-in.
+    engine = create_engine(
+        url, poolclass=pool.NullPool, connect_args={"options": session_options(url)}
+    )
     with engine.connect() as connection:
         # The version table lives in the schema the migrations build: it must exist first.
         connection.execute(text(f"CREATE SCHEMA IF NOT EXISTS {VERSION_TABLE_SCHEMA}"))

@@ -20,6 +20,7 @@ from efir_pipeline.core.db import embedded, migrate
 from efir_pipeline.core.settings import validate_url
 from tests.support.factories import reset_data
 from tests.support.random_data import generate
+from tests.support.roles import RoleCleanup
 
 
 def _with_database(url: str, database: str) -> str:
@@ -82,6 +83,14 @@ def conn(db_url: str) -> Iterator[psycopg.Connection]:
     with psycopg.connect(db_url, autocommit=True) as c:
         reset_data(c)
         yield c
+
+
+@pytest.fixture(scope="module")
+def role_cleanup(server_url: str) -> Iterator[RoleCleanup]:
+    """Register (database url, roles) to drop at the end of the module."""
+    cleanup = RoleCleanup(server_url)
+    yield cleanup
+    cleanup.drop()
 
 
 @pytest.fixture(scope="session")

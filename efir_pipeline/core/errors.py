@@ -35,3 +35,9 @@ class MigrationsNotApplied(EfirError):
 
 class RefreshFailed(EfirError):
     exit_code = 1
+
+
+class SchemaMismatch(EfirError):
+    """The budget app's database lacks a table, column or type the views need."""
+
+    exit_code = 5

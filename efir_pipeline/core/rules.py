@@ -10,7 +10,7 @@ Which *views* a change concerns is not decided here: ``catalog.views_reading(tab
 
 | priority | change |
 |---|---|
-| high | a version's visible status changes (working -> approved, created, deleted, restored); one transaction writing more than ``bulk_rows`` rows of a table; a ``budget_consolidations`` write (the app rewrites a version's consolidation as a whole); a TRUNCATE |
+| high | a refresh asked for by name (``efir_budget.request_refresh``); a version's visible status changes (working -> approved, created, deleted, restored); one transaction writing more than ``bulk_rows`` rows of a table; a ``budget_consolidations`` write (the app rewrites a version's consolidation as a whole); a TRUNCATE |
 | medium | an enrollment change touching more than ``level_fraction`` of the levels of a version (distinct levels over the whole transaction); a DHG change (``dhg_teacher_requirements``, ``teacher_allocations``) |
 | low | everything else (single edits, drafts): the nightly refresh |
 """
@@ -112,6 +112,10 @@ class Rule:
     """The reason when the rule applies to the change, else None."""
 
 
+def _request(c: Change, ctx: Context) -> str | None:
+    return f"refresh of {c.table_name} requested" if c.operation == "REQUEST" else None
+
+
 def _truncate(c: Change, ctx: Context) -> str | None:
     return f"TRUNCATE of {c.table_name}" if c.operation == "TRUNCATE" else None
 
@@ -148,6 +152,7 @@ def _dhg(c: Change, ctx: Context) -> str | None:
 
 
 RULES: tuple[Rule, ...] = (
+    Rule(Priority.HIGH, "o.operation = 'REQUEST'", _request),
     Rule(Priority.HIGH, "o.operation = 'TRUNCATE'", _truncate),
     Rule(Priority.HIGH, "o.old_status IS DISTINCT FROM o.new_status", _status),
     Rule(Priority.HIGH, "o.txn_rows > %(bulk_rows)s", _bulk),

@@ -126,7 +126,12 @@ class Settings:
     )  # fmt: skip
     role_app: str = _setting(
         "EFIR_ROLE_APP", "efir_app", RoleNameKind(),
-        "The budget app: writes the source tables the views read.", ROLES,
+        "The budget app: writes the source tables the views read, asks for refreshes.", ROLES,
+    )  # fmt: skip
+    role_capture: str = _setting(
+        "EFIR_ROLE_CAPTURE", "efir_capture", RoleNameKind(),
+        "No login: owns the functions that log changes, so no login role can switch change "
+        "capture off.", ROLES,
     )  # fmt: skip
 
     lock_timeout: Duration = _setting(

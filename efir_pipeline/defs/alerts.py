@@ -204,9 +204,7 @@ def build_check_failure_alert_sensor(
     def _sensor(context: dg.SensorEvaluationContext, postgres: PostgresResource):
         alert_settings = AlertSettings.from_settings(current_settings())
         with _maybe_connection(postgres) as conn:
-            cursor = check_alerts_tick(
-                context.instance, keys, context.cursor, alert_settings, conn
-            )
+            cursor = check_alerts_tick(context.instance, keys, context.cursor, alert_settings, conn)
         context.update_cursor(cursor)
         return dg.SkipReason("alerts evaluated")
 

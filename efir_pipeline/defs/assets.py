@@ -237,9 +237,9 @@ def materialization_metadata(
         with postgres.connection() as conn:
             if row_count is None or size_bytes is None:
                 row_count, size_bytes = conn.execute(
-                    sql.SQL("SELECT (SELECT count(*) FROM {}), pg_total_relation_size({})").format(
-                        sql.Identifier(SCHEMA, view.name), sql.Literal(view.qualified_name)
-                    )
+                    sql.SQL(
+                        "SELECT (SELECT count(*) FROM {}), pg_total_relation_size({}::regclass)"
+                    ).format(sql.Identifier(SCHEMA, view.name), sql.Literal(view.qualified_name))
                 ).fetchone()
             columns = column_schema(conn, view)
     except (psycopg.Error, EfirError) as exc:

@@ -1,19 +1,32 @@
-"""Source schema: the efir_budget planning tables the budget application writes.
+"""Source schema: the sixteen tables of the EFIR Budget-App the views read, as the app has them.
 
-This revision describes the tables exactly as the contract (DOMAIN.md) names them,
-plus the reference rows every database needs. Two design points:
+The budget app owns these tables (its own alembic history, its ORM models); this
+revision builds them exactly as the app's database has them, column for column,
+so that new and test databases are the app's database, and so that every view,
+trigger and loader of this project runs on nothing the app lacks:
 
-- Soft delete. A row with ``deleted_at IS NOT NULL`` does not exist for any KPI, so
-  every business key is a UNIQUE INDEX partial on ``WHERE deleted_at IS NULL``: a
-  key that was soft-deleted can be created again, and only live rows collide. The
-  same holds for "at most one working version per (organization, fiscal year)".
-- Existing databases. Production databases already hold these tables (created by
-  the budget application). They run ``alembic stamp 0001_source_schema`` once and
-  then only apply the later revisions; this one builds new and test databases.
+- the enum types are the app's, ``budgetversionstatus`` and ``consolidationcategory``
+  (its ORM casts to those names);
+- ``id``, ``created_at`` and ``updated_at`` have no server default: the app's ORM (and
+  our demo loader) supplies them;
+- the reference tables and ``organizations`` have no ``deleted_at`` (soft delete
+  exists only on ``budget_versions`` and its child tables), and unique keys are plain
+  (not partial): a soft-deleted row keeps its key;
+- foreign keys exist among these tables only (the app's ``users`` table, which
+  ``budget_versions.submitted_by_id`` and ``approved_by_id`` point to, is not ours);
+- constraint names are PostgreSQL's defaults, as the app's models leave them.
+
+On the app's database this revision is not run: ``efir-pipeline db adopt`` checks that
+the tables hold what the views need and records this revision as present. Its
+downgrade therefore drops the tables only where this revision made them: when the
+schema holds anything else (the app's other tables, its ``alembic_version``), the
+tables are the app's and stay.
+
+The reference rows (cycles, levels, nationalities, teacher categories, subjects)
+have exactly the codes the views rely on (``docs/domain.md``).
 
 Revision ID: 0001_source_schema
 Revises:
-Create Date: 2026-11-25
 """
 
 from collections.abc import Sequence
@@ -25,8 +38,7 @@ down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-
-# Parents before children; downgrade drops them in reverse.
+# Parents before children; the downgrade drops them in reverse.
 TABLES: tuple[str, ...] = (
     "organizations",
     "budget_versions",
@@ -45,483 +57,212 @@ TABLES: tuple[str, ...] = (
     "capex_plans",
     "budget_consolidations",
 )
+TYPES = ("budgetversionstatus", "consolidationcategory")
 
-TYPES = """
-CREATE TYPE efir_budget.budget_version_status AS ENUM (
-    'working', 'submitted', 'approved', 'forecast', 'superseded'
-);
+# The audit columns every child table of a version carries, in the app's order.
+AUDIT = """
+    id uuid NOT NULL PRIMARY KEY,
+    created_at timestamp with time zone NOT NULL,
+    updated_at timestamp with time zone NOT NULL,
+    created_by_id uuid,
+    updated_by_id uuid,
+    deleted_at timestamp with time zone"""
+VERSION = """
+    budget_version_id uuid NOT NULL REFERENCES efir_budget.budget_versions (id) ON DELETE CASCADE"""
+REFERENCE_AUDIT = """
+    id uuid NOT NULL PRIMARY KEY,
+    created_at timestamp with time zone NOT NULL,
+    updated_at timestamp with time zone NOT NULL"""
 
-CREATE TYPE efir_budget.consolidation_category AS ENUM (
-    'revenue_tuition', 'revenue_fees', 'revenue_other',
-    'personnel_teaching', 'personnel_admin', 'personnel_support', 'personnel_social',
-    'operating_supplies', 'operating_utilities', 'operating_maintenance',
-    'operating_insurance', 'operating_other',
-    'capex_equipment', 'capex_it', 'capex_furniture', 'capex_building', 'capex_software'
-);
-"""
+STATEMENTS: tuple[str, ...] = (
+    """CREATE TYPE efir_budget.budgetversionstatus AS ENUM (
+        'working', 'submitted', 'approved', 'forecast', 'superseded')""",
+    """CREATE TYPE efir_budget.consolidationcategory AS ENUM (
+        'revenue_tuition', 'revenue_fees', 'revenue_other',
+        'personnel_teaching', 'personnel_admin', 'personnel_support', 'personnel_social',
+        'operating_supplies', 'operating_utilities', 'operating_maintenance',
+        'operating_insurance', 'operating_other',
+        'capex_equipment', 'capex_it', 'capex_furniture', 'capex_building', 'capex_software')""",
+    """CREATE TABLE efir_budget.organizations (
+        id uuid NOT NULL PRIMARY KEY,
+        name character varying(255) NOT NULL,
+        is_active boolean NOT NULL)""",
+    """CREATE TABLE efir_budget.budget_versions (
+        name character varying(100) NOT NULL,
+        fiscal_year integer NOT NULL,
+        academic_year character varying(20) NOT NULL,
+        status efir_budget.budgetversionstatus NOT NULL,
+        submitted_at timestamp with time zone,
+        submitted_by_id uuid,
+        approved_at timestamp with time zone,
+        approved_by_id uuid,
+        notes text,
+        is_baseline boolean NOT NULL,
+        organization_id uuid NOT NULL
+            REFERENCES efir_budget.organizations (id) ON DELETE CASCADE,
+        parent_version_id uuid REFERENCES efir_budget.budget_versions (id),"""
+    + AUDIT
+    + ")",
+    f"""CREATE TABLE efir_budget.academic_cycles (
+        code character varying(20) NOT NULL,
+        name_fr character varying(100) NOT NULL,
+        name_en character varying(100) NOT NULL,
+        sort_order integer NOT NULL,
+        requires_atsem boolean NOT NULL,{REFERENCE_AUDIT})""",
+    f"""CREATE TABLE efir_budget.academic_levels (
+        cycle_id uuid NOT NULL REFERENCES efir_budget.academic_cycles (id),
+        code character varying(20) NOT NULL,
+        name_fr character varying(100) NOT NULL,
+        name_en character varying(100) NOT NULL,
+        sort_order integer NOT NULL,
+        is_secondary boolean NOT NULL,{REFERENCE_AUDIT})""",
+    f"""CREATE TABLE efir_budget.nationality_types (
+        code character varying(20) NOT NULL,
+        name_fr character varying(100) NOT NULL,
+        name_en character varying(100) NOT NULL,
+        vat_applicable boolean NOT NULL,
+        sort_order integer NOT NULL,{REFERENCE_AUDIT})""",
+    f"""CREATE TABLE efir_budget.teacher_categories (
+        code character varying(20) NOT NULL,
+        name_fr character varying(100) NOT NULL,
+        name_en character varying(100) NOT NULL,
+        description text,
+        is_aefe boolean NOT NULL,{REFERENCE_AUDIT})""",
+    f"""CREATE TABLE efir_budget.subjects (
+        code character varying(20) NOT NULL,
+        name_fr character varying(100) NOT NULL,
+        name_en character varying(100) NOT NULL,
+        category character varying(50) NOT NULL,
+        is_active boolean NOT NULL,{REFERENCE_AUDIT})""",
+    f"""CREATE TABLE efir_budget.enrollment_plans (
+        level_id uuid NOT NULL REFERENCES efir_budget.academic_levels (id),
+        nationality_type_id uuid NOT NULL REFERENCES efir_budget.nationality_types (id),
+        student_count integer NOT NULL CHECK (student_count >= 0),
+        notes text,{AUDIT},{VERSION},
+        UNIQUE (budget_version_id, level_id, nationality_type_id))""",
+    f"""CREATE TABLE efir_budget.class_structures (
+        level_id uuid NOT NULL REFERENCES efir_budget.academic_levels (id),
+        total_students integer NOT NULL CHECK (total_students >= 0),
+        number_of_classes integer NOT NULL CHECK (number_of_classes > 0),
+        avg_class_size numeric(5,2) NOT NULL
+            CHECK (avg_class_size > 0 AND avg_class_size <= 35),
+        requires_atsem boolean NOT NULL,
+        atsem_count integer NOT NULL,
+        calculation_method character varying(50) NOT NULL,
+        notes text,{AUDIT},{VERSION},
+        UNIQUE (budget_version_id, level_id))""",
+    f"""CREATE TABLE efir_budget.dhg_teacher_requirements (
+        subject_id uuid NOT NULL REFERENCES efir_budget.subjects (id),
+        total_hours_per_week numeric(6,2) NOT NULL CHECK (total_hours_per_week >= 0),
+        standard_teaching_hours numeric(4,2) NOT NULL,
+        simple_fte numeric(5,2) NOT NULL CHECK (simple_fte >= 0),
+        rounded_fte integer NOT NULL,
+        hsa_hours numeric(5,2) NOT NULL,{AUDIT},{VERSION},
+        UNIQUE (budget_version_id, subject_id))""",
+    f"""CREATE TABLE efir_budget.teacher_allocations (
+        subject_id uuid NOT NULL REFERENCES efir_budget.subjects (id),
+        cycle_id uuid NOT NULL REFERENCES efir_budget.academic_cycles (id),
+        category_id uuid NOT NULL REFERENCES efir_budget.teacher_categories (id),
+        fte_count numeric(5,2) NOT NULL CHECK (fte_count > 0),
+        notes text,{AUDIT},{VERSION},
+        UNIQUE (budget_version_id, subject_id, cycle_id, category_id))""",
+    f"""CREATE TABLE efir_budget.revenue_plans (
+        account_code character varying(20) NOT NULL,
+        description text NOT NULL,
+        category character varying(50) NOT NULL,
+        amount_sar numeric(12,2) NOT NULL CHECK (amount_sar >= 0),
+        is_calculated boolean NOT NULL,
+        calculation_driver character varying(100),
+        trimester integer,
+        notes text,{AUDIT},{VERSION},
+        UNIQUE (budget_version_id, account_code))""",
+    f"""CREATE TABLE efir_budget.personnel_cost_plans (
+        account_code character varying(20) NOT NULL,
+        description text NOT NULL,
+        category_id uuid REFERENCES efir_budget.teacher_categories (id),
+        cycle_id uuid REFERENCES efir_budget.academic_cycles (id),
+        fte_count numeric(5,2) NOT NULL CHECK (fte_count >= 0),
+        unit_cost_sar numeric(10,2) NOT NULL,
+        total_cost_sar numeric(12,2) NOT NULL,
+        is_calculated boolean NOT NULL,
+        calculation_driver character varying(100),
+        notes text,{AUDIT},{VERSION},
+        CHECK (unit_cost_sar >= 0 AND total_cost_sar >= 0),
+        UNIQUE (budget_version_id, account_code, cycle_id, category_id))""",
+    f"""CREATE TABLE efir_budget.operating_cost_plans (
+        account_code character varying(20) NOT NULL,
+        description text NOT NULL,
+        category character varying(50) NOT NULL,
+        amount_sar numeric(12,2) NOT NULL CHECK (amount_sar >= 0),
+        is_calculated boolean NOT NULL,
+        calculation_driver character varying(100),
+        notes text,{AUDIT},{VERSION},
+        UNIQUE (budget_version_id, account_code))""",
+    f"""CREATE TABLE efir_budget.capex_plans (
+        account_code character varying(20) NOT NULL,
+        description text NOT NULL,
+        category character varying(50) NOT NULL,
+        quantity integer NOT NULL CHECK (quantity > 0),
+        unit_cost_sar numeric(10,2) NOT NULL,
+        total_cost_sar numeric(12,2) NOT NULL,
+        acquisition_date date NOT NULL,
+        useful_life_years integer NOT NULL
+            CHECK (useful_life_years > 0 AND useful_life_years <= 50),
+        notes text,{AUDIT},{VERSION},
+        CHECK (unit_cost_sar >= 0 AND total_cost_sar >= 0),
+        UNIQUE (budget_version_id, account_code, description))""",
+    f"""CREATE TABLE efir_budget.budget_consolidations (
+        account_code character varying(10) NOT NULL,
+        account_name character varying(200) NOT NULL,
+        consolidation_category efir_budget.consolidationcategory NOT NULL,
+        is_revenue boolean NOT NULL,
+        amount_sar numeric(15,2) NOT NULL,
+        source_table character varying(50) NOT NULL,
+        source_count integer NOT NULL,
+        is_calculated boolean NOT NULL,
+        notes text,{AUDIT},{VERSION},
+        CHECK (amount_sar >= 0 OR is_revenue = false),
+        UNIQUE (budget_version_id, account_code))""",
+)
 
-# ---------------------------------------------------------------------------
-# Organizations and budget versions
-# ---------------------------------------------------------------------------
+COMMENTS: dict[str, str] = {
+    "organizations": "One organization (school) whose budgets are planned.",
+    "budget_versions": "One budget of an organization for a fiscal year (working draft, "
+    "submitted, approved, forecast or superseded).",
+    "academic_cycles": "One school cycle (Maternelle, Elementaire, College, Lycee); reference data.",
+    "academic_levels": "One grade level (PS to Terminale) within its cycle; reference data.",
+    "nationality_types": "One nationality group students are planned by (French, Saudi, "
+    "other); reference data.",
+    "teacher_categories": "One teacher employment category (AEFE detached, AEFE funded, "
+    "local); reference data.",
+    "subjects": "One taught subject the teaching hours (DHG) are planned by; reference data.",
+    "enrollment_plans": "Planned number of students of one level and nationality in a version.",
+    "class_structures": "Planned classes, students and ATSEM assistants of one level in a version.",
+    "dhg_teacher_requirements": "Weekly teaching hours (DHG) of one subject in a version and "
+    "the teacher FTE they require.",
+    "teacher_allocations": "Teacher FTE allocated to one subject, cycle and category in a version.",
+    "revenue_plans": "One planned revenue line (PCG class 7 account) of a budget version.",
+    "personnel_cost_plans": "One planned personnel cost line (PCG 64x account) of a version.",
+    "operating_cost_plans": "One planned operating cost line (PCG 60x-62x account) of a version.",
+    "capex_plans": "One planned capital expenditure (PCG 20x/21x account) of a version.",
+    "budget_consolidations": "One consolidated account amount of a budget version, as the "
+    "budget app computes it.",
+}
 
-ORGANIZATIONS = """
-CREATE TABLE efir_budget.organizations (
-    id         uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    code       text NOT NULL,
-    name       text NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now(),
-    updated_at timestamptz NOT NULL DEFAULT now(),
-    deleted_at timestamptz
-);
-
-CREATE UNIQUE INDEX uq_organizations_code
-    ON efir_budget.organizations (code) WHERE deleted_at IS NULL;
-"""
-
-BUDGET_VERSIONS = """
-CREATE TABLE efir_budget.budget_versions (
-    id                uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    organization_id   uuid NOT NULL
-        CONSTRAINT fk_budget_versions_organization_id
-        REFERENCES efir_budget.organizations (id),
-    name              text NOT NULL,
-    fiscal_year       integer NOT NULL,
-    academic_year     text NOT NULL,
-    status            efir_budget.budget_version_status NOT NULL DEFAULT 'working',
-    submitted_at      timestamptz,
-    approved_at       timestamptz,
-    notes             text,
-    is_baseline       boolean NOT NULL DEFAULT false,
-    parent_version_id uuid
-        CONSTRAINT fk_budget_versions_parent_version_id
-        REFERENCES efir_budget.budget_versions (id) ON DELETE SET NULL,
-    created_at        timestamptz NOT NULL DEFAULT now(),
-    updated_at        timestamptz NOT NULL DEFAULT now(),
-    deleted_at        timestamptz,
-    CONSTRAINT ck_budget_versions_fiscal_year
-        CHECK (fiscal_year BETWEEN 2000 AND 2100),
-    -- 'YYYY-YYYY' with consecutive years; CASE so the casts only see well-formed text.
-    CONSTRAINT ck_budget_versions_academic_year
-        CHECK (CASE WHEN academic_year ~ '^[0-9]{4}-[0-9]{4}$'
-                    THEN right(academic_year, 4)::integer = left(academic_year, 4)::integer + 1
-                    ELSE false
-               END),
-    CONSTRAINT ck_budget_versions_parent_version_id
-        CHECK (parent_version_id <> id)
-);
-
-CREATE UNIQUE INDEX uq_budget_versions_one_working
-    ON efir_budget.budget_versions (organization_id, fiscal_year)
-    WHERE status = 'working' AND deleted_at IS NULL;
-
-CREATE INDEX ix_budget_versions_fiscal_year_status
-    ON efir_budget.budget_versions (fiscal_year, status);
-
-CREATE INDEX ix_budget_versions_organization_id_fiscal_year
-    ON efir_budget.budget_versions (organization_id, fiscal_year);
-"""
-
-# ---------------------------------------------------------------------------
-# Reference tables (rows inserted below)
-# ---------------------------------------------------------------------------
-
-ACADEMIC_CYCLES = """
-CREATE TABLE efir_budget.academic_cycles (
-    id             uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    code           text NOT NULL,
-    name_fr        text NOT NULL,
-    name_en        text NOT NULL,
-    sort_order     integer NOT NULL,
-    requires_atsem boolean NOT NULL DEFAULT false,
-    created_at     timestamptz NOT NULL DEFAULT now(),
-    updated_at     timestamptz NOT NULL DEFAULT now(),
-    deleted_at     timestamptz,
-    CONSTRAINT ck_academic_cycles_sort_order CHECK (sort_order > 0)
-);
-
-CREATE UNIQUE INDEX uq_academic_cycles_code
-    ON efir_budget.academic_cycles (code) WHERE deleted_at IS NULL;
-"""
-
-ACADEMIC_LEVELS = """
-CREATE TABLE efir_budget.academic_levels (
-    id           uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    cycle_id     uuid NOT NULL
-        CONSTRAINT fk_academic_levels_cycle_id
-        REFERENCES efir_budget.academic_cycles (id),
-    code         text NOT NULL,
-    name_fr      text NOT NULL,
-    name_en      text NOT NULL,
-    sort_order   integer NOT NULL,
-    is_secondary boolean NOT NULL DEFAULT false,
-    created_at   timestamptz NOT NULL DEFAULT now(),
-    updated_at   timestamptz NOT NULL DEFAULT now(),
-    deleted_at   timestamptz,
-    CONSTRAINT ck_academic_levels_sort_order CHECK (sort_order > 0)
-);
-
-CREATE UNIQUE INDEX uq_academic_levels_code
-    ON efir_budget.academic_levels (code) WHERE deleted_at IS NULL;
-"""
-
-NATIONALITY_TYPES = """
-CREATE TABLE efir_budget.nationality_types (
-    id         uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    code       text NOT NULL,
-    name_fr    text NOT NULL,
-    name_en    text NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now(),
-    updated_at timestamptz NOT NULL DEFAULT now(),
-    deleted_at timestamptz
-);
-
-CREATE UNIQUE INDEX uq_nationality_types_code
-    ON efir_budget.nationality_types (code) WHERE deleted_at IS NULL;
-"""
-
-TEACHER_CATEGORIES = """
-CREATE TABLE efir_budget.teacher_categories (
-    id         uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    code       text NOT NULL,
-    name_fr    text NOT NULL,
-    name_en    text NOT NULL,
-    is_aefe    boolean NOT NULL DEFAULT false,
-    created_at timestamptz NOT NULL DEFAULT now(),
-    updated_at timestamptz NOT NULL DEFAULT now(),
-    deleted_at timestamptz
-);
-
-CREATE UNIQUE INDEX uq_teacher_categories_code
-    ON efir_budget.teacher_categories (code) WHERE deleted_at IS NULL;
-"""
-
-SUBJECTS = """
-CREATE TABLE efir_budget.subjects (
-    id         uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    code       text NOT NULL,
-    name_fr    text NOT NULL,
-    name_en    text NOT NULL,
-    category   text NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now(),
-    updated_at timestamptz NOT NULL DEFAULT now(),
-    deleted_at timestamptz
-);
-
-CREATE UNIQUE INDEX uq_subjects_code
-    ON efir_budget.subjects (code) WHERE deleted_at IS NULL;
-"""
-
-# ---------------------------------------------------------------------------
-# Planning tables: children of a budget version (hard delete of a version cascades)
-# ---------------------------------------------------------------------------
-
-ENROLLMENT_PLANS = """
-CREATE TABLE efir_budget.enrollment_plans (
-    id                  uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    budget_version_id   uuid NOT NULL
-        CONSTRAINT fk_enrollment_plans_budget_version_id
-        REFERENCES efir_budget.budget_versions (id) ON DELETE CASCADE,
-    level_id            uuid NOT NULL
-        CONSTRAINT fk_enrollment_plans_level_id
-        REFERENCES efir_budget.academic_levels (id),
-    nationality_type_id uuid NOT NULL
-        CONSTRAINT fk_enrollment_plans_nationality_type_id
-        REFERENCES efir_budget.nationality_types (id),
-    student_count       integer NOT NULL DEFAULT 0,
-    created_at          timestamptz NOT NULL DEFAULT now(),
-    updated_at          timestamptz NOT NULL DEFAULT now(),
-    deleted_at          timestamptz,
-    CONSTRAINT ck_enrollment_plans_student_count CHECK (student_count >= 0)
-);
-
-CREATE UNIQUE INDEX uq_enrollment_plans_key
-    ON efir_budget.enrollment_plans (budget_version_id, level_id, nationality_type_id)
-    WHERE deleted_at IS NULL;
-
--- The key index is partial (live rows only); per-version reads that must also see
--- deleted rows (a deletion is a change) need a plain one.
-CREATE INDEX ix_enrollment_plans_budget_version_id
-    ON efir_budget.enrollment_plans (budget_version_id);
-"""
-
-CLASS_STRUCTURES = """
-CREATE TABLE efir_budget.class_structures (
-    id                uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    budget_version_id uuid NOT NULL
-        CONSTRAINT fk_class_structures_budget_version_id
-        REFERENCES efir_budget.budget_versions (id) ON DELETE CASCADE,
-    level_id          uuid NOT NULL
-        CONSTRAINT fk_class_structures_level_id
-        REFERENCES efir_budget.academic_levels (id),
-    total_students    integer NOT NULL,
-    number_of_classes integer NOT NULL,
-    avg_class_size    numeric(5,2) NOT NULL,
-    requires_atsem    boolean NOT NULL DEFAULT false,
-    atsem_count       integer NOT NULL DEFAULT 0,
-    created_at        timestamptz NOT NULL DEFAULT now(),
-    updated_at        timestamptz NOT NULL DEFAULT now(),
-    deleted_at        timestamptz,
-    CONSTRAINT ck_class_structures_total_students CHECK (total_students >= 0),
-    CONSTRAINT ck_class_structures_number_of_classes CHECK (number_of_classes > 0),
-    CONSTRAINT ck_class_structures_avg_class_size CHECK (avg_class_size >= 0),
-    CONSTRAINT ck_class_structures_atsem_count CHECK (atsem_count >= 0)
-);
-
-CREATE UNIQUE INDEX uq_class_structures_key
-    ON efir_budget.class_structures (budget_version_id, level_id)
-    WHERE deleted_at IS NULL;
-
--- The key index is partial (live rows only); per-version reads that must also see
--- deleted rows (a deletion is a change) need a plain one.
-CREATE INDEX ix_class_structures_budget_version_id
-    ON efir_budget.class_structures (budget_version_id);
-"""
-
-DHG_TEACHER_REQUIREMENTS = """
-CREATE TABLE efir_budget.dhg_teacher_requirements (
-    id                      uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    budget_version_id       uuid NOT NULL
-        CONSTRAINT fk_dhg_teacher_requirements_budget_version_id
-        REFERENCES efir_budget.budget_versions (id) ON DELETE CASCADE,
-    subject_id              uuid NOT NULL
-        CONSTRAINT fk_dhg_teacher_requirements_subject_id
-        REFERENCES efir_budget.subjects (id),
-    total_hours_per_week    numeric(10,2) NOT NULL,
-    standard_teaching_hours numeric(4,2) NOT NULL,
-    simple_fte              numeric(6,2) NOT NULL,
-    rounded_fte             integer NOT NULL,
-    hsa_hours               numeric(6,2) NOT NULL DEFAULT 0,
-    created_at              timestamptz NOT NULL DEFAULT now(),
-    updated_at              timestamptz NOT NULL DEFAULT now(),
-    deleted_at              timestamptz,
-    CONSTRAINT ck_dhg_teacher_requirements_total_hours_per_week
-        CHECK (total_hours_per_week >= 0),
-    CONSTRAINT ck_dhg_teacher_requirements_standard_teaching_hours
-        CHECK (standard_teaching_hours > 0),
-    CONSTRAINT ck_dhg_teacher_requirements_simple_fte CHECK (simple_fte >= 0),
-    CONSTRAINT ck_dhg_teacher_requirements_rounded_fte CHECK (rounded_fte >= 0),
-    CONSTRAINT ck_dhg_teacher_requirements_hsa_hours CHECK (hsa_hours >= 0)
-);
-
-CREATE UNIQUE INDEX uq_dhg_teacher_requirements_key
-    ON efir_budget.dhg_teacher_requirements (budget_version_id, subject_id)
-    WHERE deleted_at IS NULL;
-
--- The key index is partial (live rows only); per-version reads that must also see
--- deleted rows (a deletion is a change) need a plain one.
-CREATE INDEX ix_dhg_teacher_requirements_budget_version_id
-    ON efir_budget.dhg_teacher_requirements (budget_version_id);
-"""
-
-TEACHER_ALLOCATIONS = """
-CREATE TABLE efir_budget.teacher_allocations (
-    id                uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    budget_version_id uuid NOT NULL
-        CONSTRAINT fk_teacher_allocations_budget_version_id
-        REFERENCES efir_budget.budget_versions (id) ON DELETE CASCADE,
-    subject_id        uuid NOT NULL
-        CONSTRAINT fk_teacher_allocations_subject_id
-        REFERENCES efir_budget.subjects (id),
-    cycle_id          uuid NOT NULL
-        CONSTRAINT fk_teacher_allocations_cycle_id
-        REFERENCES efir_budget.academic_cycles (id),
-    category_id       uuid NOT NULL
-        CONSTRAINT fk_teacher_allocations_category_id
-        REFERENCES efir_budget.teacher_categories (id),
-    fte_count         numeric(6,2) NOT NULL,
-    created_at        timestamptz NOT NULL DEFAULT now(),
-    updated_at        timestamptz NOT NULL DEFAULT now(),
-    deleted_at        timestamptz,
-    CONSTRAINT ck_teacher_allocations_fte_count CHECK (fte_count >= 0)
-);
-
-CREATE INDEX ix_teacher_allocations_budget_version_id
-    ON efir_budget.teacher_allocations (budget_version_id);
-"""
-
-# Amounts of revenue, operating costs and consolidations carry no sign check:
-# discounts, refunds and corrections are legitimately negative.
-REVENUE_PLANS = """
-CREATE TABLE efir_budget.revenue_plans (
-    id                uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    budget_version_id uuid NOT NULL
-        CONSTRAINT fk_revenue_plans_budget_version_id
-        REFERENCES efir_budget.budget_versions (id) ON DELETE CASCADE,
-    account_code      text NOT NULL,
-    description       text,
-    category          text NOT NULL,
-    amount_sar        numeric(15,2) NOT NULL,
-    trimester         integer,
-    created_at        timestamptz NOT NULL DEFAULT now(),
-    updated_at        timestamptz NOT NULL DEFAULT now(),
-    deleted_at        timestamptz,
-    CONSTRAINT ck_revenue_plans_trimester CHECK (trimester BETWEEN 1 AND 3)
-);
-
-CREATE UNIQUE INDEX uq_revenue_plans_key
-    ON efir_budget.revenue_plans (budget_version_id, account_code)
-    WHERE deleted_at IS NULL;
-
--- The key index is partial (live rows only); per-version reads that must also see
--- deleted rows (a deletion is a change) need a plain one.
-CREATE INDEX ix_revenue_plans_budget_version_id
-    ON efir_budget.revenue_plans (budget_version_id);
-"""
-
-PERSONNEL_COST_PLANS = """
-CREATE TABLE efir_budget.personnel_cost_plans (
-    id                uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    budget_version_id uuid NOT NULL
-        CONSTRAINT fk_personnel_cost_plans_budget_version_id
-        REFERENCES efir_budget.budget_versions (id) ON DELETE CASCADE,
-    account_code      text NOT NULL,
-    description       text,
-    category_id       uuid
-        CONSTRAINT fk_personnel_cost_plans_category_id
-        REFERENCES efir_budget.teacher_categories (id),
-    cycle_id          uuid
-        CONSTRAINT fk_personnel_cost_plans_cycle_id
-        REFERENCES efir_budget.academic_cycles (id),
-    fte_count         numeric(6,2) NOT NULL,
-    unit_cost_sar     numeric(12,2) NOT NULL,
-    total_cost_sar    numeric(15,2) NOT NULL,
-    created_at        timestamptz NOT NULL DEFAULT now(),
-    updated_at        timestamptz NOT NULL DEFAULT now(),
-    deleted_at        timestamptz,
-    CONSTRAINT ck_personnel_cost_plans_fte_count CHECK (fte_count >= 0),
-    CONSTRAINT ck_personnel_cost_plans_unit_cost_sar CHECK (unit_cost_sar >= 0)
-);
-
-CREATE INDEX ix_personnel_cost_plans_budget_version_id
-    ON efir_budget.personnel_cost_plans (budget_version_id);
-"""
-
-OPERATING_COST_PLANS = """
-CREATE TABLE efir_budget.operating_cost_plans (
-    id                uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    budget_version_id uuid NOT NULL
-        CONSTRAINT fk_operating_cost_plans_budget_version_id
-        REFERENCES efir_budget.budget_versions (id) ON DELETE CASCADE,
-    account_code      text NOT NULL,
-    description       text,
-    category          text NOT NULL,
-    amount_sar        numeric(15,2) NOT NULL,
-    created_at        timestamptz NOT NULL DEFAULT now(),
-    updated_at        timestamptz NOT NULL DEFAULT now(),
-    deleted_at        timestamptz
-);
-
-CREATE INDEX ix_operating_cost_plans_budget_version_id
-    ON efir_budget.operating_cost_plans (budget_version_id);
-"""
-
-CAPEX_PLANS = """
-CREATE TABLE efir_budget.capex_plans (
-    id                 uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    budget_version_id  uuid NOT NULL
-        CONSTRAINT fk_capex_plans_budget_version_id
-        REFERENCES efir_budget.budget_versions (id) ON DELETE CASCADE,
-    account_code       text NOT NULL,
-    description        text,
-    quantity           integer NOT NULL,
-    unit_cost_sar      numeric(12,2) NOT NULL,
-    total_cost_sar     numeric(15,2) NOT NULL,
-    depreciation_years integer NOT NULL,
-    acquisition_date   date NOT NULL,
-    created_at         timestamptz NOT NULL DEFAULT now(),
-    updated_at         timestamptz NOT NULL DEFAULT now(),
-    deleted_at         timestamptz,
-    CONSTRAINT ck_capex_plans_quantity CHECK (quantity >= 0),
-    CONSTRAINT ck_capex_plans_unit_cost_sar CHECK (unit_cost_sar >= 0),
-    CONSTRAINT ck_capex_plans_depreciation_years CHECK (depreciation_years > 0)
-);
-
-CREATE INDEX ix_capex_plans_budget_version_id
-    ON efir_budget.capex_plans (budget_version_id);
-"""
-
-BUDGET_CONSOLIDATIONS = """
-CREATE TABLE efir_budget.budget_consolidations (
-    id                     uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    budget_version_id      uuid NOT NULL
-        CONSTRAINT fk_budget_consolidations_budget_version_id
-        REFERENCES efir_budget.budget_versions (id) ON DELETE CASCADE,
-    account_code           text NOT NULL,
-    account_name           text NOT NULL,
-    consolidation_category efir_budget.consolidation_category NOT NULL,
-    is_revenue             boolean NOT NULL,
-    amount_sar             numeric(15,2) NOT NULL,
-    source_table           text NOT NULL,
-    source_count           integer NOT NULL DEFAULT 0,
-    created_at             timestamptz NOT NULL DEFAULT now(),
-    updated_at             timestamptz NOT NULL DEFAULT now(),
-    deleted_at             timestamptz,
-    CONSTRAINT ck_budget_consolidations_source_count CHECK (source_count >= 0)
-);
-
-CREATE UNIQUE INDEX uq_budget_consolidations_key
-    ON efir_budget.budget_consolidations (budget_version_id, account_code)
-    WHERE deleted_at IS NULL;
-
--- The key index is partial (live rows only); per-version reads that must also see
--- deleted rows (a deletion is a change) need a plain one.
-CREATE INDEX ix_budget_consolidations_budget_version_id
-    ON efir_budget.budget_consolidations (budget_version_id);
-"""
-
-COMMENTS = """
-COMMENT ON TYPE efir_budget.budget_version_status IS
-    'Lifecycle of a budget version: working draft, submitted, approved, forecast, superseded.';
-COMMENT ON TYPE efir_budget.consolidation_category IS
-    'Consolidation bucket of a PCG account (revenue, personnel, operating, capex).';
-
-COMMENT ON TABLE efir_budget.organizations IS
-    'One organization (school) whose budgets are planned.';
-COMMENT ON TABLE efir_budget.budget_versions IS
-    'One budget of an organization for a fiscal year (working draft, submitted, approved or forecast).';
-COMMENT ON TABLE efir_budget.academic_cycles IS
-    'One school cycle (Maternelle, Elementaire, College, Lycee); reference data.';
-COMMENT ON TABLE efir_budget.academic_levels IS
-    'One grade level (PS to Terminale) within its cycle; reference data.';
-COMMENT ON TABLE efir_budget.nationality_types IS
-    'One nationality group students are planned by (French, Saudi, other); reference data.';
-COMMENT ON TABLE efir_budget.teacher_categories IS
-    'One teacher employment category (AEFE detached, AEFE funded, local); reference data.';
-COMMENT ON TABLE efir_budget.subjects IS
-    'One taught subject the teaching hours (DHG) are planned by; reference data.';
-COMMENT ON TABLE efir_budget.enrollment_plans IS
-    'Planned number of students of one level and nationality in a budget version.';
-COMMENT ON TABLE efir_budget.class_structures IS
-    'Planned classes, students and ATSEM assistants of one level in a budget version.';
-COMMENT ON TABLE efir_budget.dhg_teacher_requirements IS
-    'Weekly teaching hours (DHG) of one subject in a budget version and the teacher FTE they require.';
-COMMENT ON TABLE efir_budget.teacher_allocations IS
-    'Teacher FTE allocated to one subject, cycle and category in a budget version.';
-COMMENT ON TABLE efir_budget.revenue_plans IS
-    'One planned revenue line (PCG class 7 account) of a budget version.';
-COMMENT ON TABLE efir_budget.personnel_cost_plans IS
-    'One planned personnel cost line (PCG 64x account) of a budget version.';
-COMMENT ON TABLE efir_budget.operating_cost_plans IS
-    'One planned operating cost line (PCG 60x-62x account) of a budget version.';
-COMMENT ON TABLE efir_budget.capex_plans IS
-    'One planned capital expenditure (PCG 20x/21x account) of a budget version.';
-COMMENT ON TABLE efir_budget.budget_consolidations IS
-    'One consolidated account amount of a budget version, as computed by the budget application.';
-"""
-
-# ---------------------------------------------------------------------------
-# Reference rows: exactly the codes of DOMAIN.md
-# ---------------------------------------------------------------------------
-
+# Exactly the codes the views rely on; ids, timestamps and every NOT NULL column given.
 REFERENCE_ROWS = """
-INSERT INTO efir_budget.academic_cycles (code, name_fr, name_en, sort_order, requires_atsem) VALUES
+INSERT INTO efir_budget.academic_cycles
+    (id, created_at, updated_at, code, name_fr, name_en, sort_order, requires_atsem)
+SELECT gen_random_uuid(), now(), now(), v.* FROM (VALUES
     ('MAT',  'Maternelle',  'Preschool',     1, true),
     ('ELEM', 'Élémentaire', 'Elementary',    2, false),
     ('COLL', 'Collège',     'Middle school', 3, false),
-    ('LYC',  'Lycée',       'High school',   4, false);
+    ('LYC',  'Lycée',       'High school',   4, false)) AS v;
 
-INSERT INTO efir_budget.academic_levels (cycle_id, code, name_fr, name_en, sort_order, is_secondary)
-SELECT c.id, v.code, v.name_fr, v.name_en, v.sort_order, v.is_secondary
+INSERT INTO efir_budget.academic_levels
+    (id, created_at, updated_at, cycle_id, code, name_fr, name_en, sort_order, is_secondary)
+SELECT gen_random_uuid(), now(), now(), c.id, v.code, v.name_fr, v.name_en, v.sort_order,
+       v.is_secondary
 FROM (VALUES
     ('MAT',  'PS',   'Petite section',      'Pre-K 3',      1, false),
     ('MAT',  'MS',   'Moyenne section',     'Pre-K 4',      2, false),
@@ -539,20 +280,25 @@ FROM (VALUES
     ('LYC',  '1ERE', 'Première',            'Grade 11',    14, true),
     ('LYC',  'TLE',  'Terminale',           'Grade 12',    15, true)
 ) AS v (cycle_code, code, name_fr, name_en, sort_order, is_secondary)
-JOIN efir_budget.academic_cycles AS c ON c.code = v.cycle_code
-ORDER BY v.sort_order;
+JOIN efir_budget.academic_cycles AS c ON c.code = v.cycle_code;
 
-INSERT INTO efir_budget.nationality_types (code, name_fr, name_en) VALUES
-    ('FRENCH', 'Français',  'French'),
-    ('SAUDI',  'Saoudiens', 'Saudi'),
-    ('OTHER',  'Autres',    'Other');
+INSERT INTO efir_budget.nationality_types
+    (id, created_at, updated_at, code, name_fr, name_en, vat_applicable, sort_order)
+SELECT gen_random_uuid(), now(), now(), v.* FROM (VALUES
+    ('FRENCH', 'Français',  'French', true,  1),
+    ('SAUDI',  'Saoudiens', 'Saudi',  false, 2),
+    ('OTHER',  'Autres',    'Other',  true,  3)) AS v;
 
-INSERT INTO efir_budget.teacher_categories (code, name_fr, name_en, is_aefe) VALUES
-    ('AEFE_DETACHED', 'Détachés AEFE',   'AEFE detached', true),
-    ('AEFE_FUNDED',   'Résidents AEFE',  'AEFE funded',   true),
-    ('LOCAL',         'Recrutés locaux', 'Local hires',   false);
+INSERT INTO efir_budget.teacher_categories
+    (id, created_at, updated_at, code, name_fr, name_en, description, is_aefe)
+SELECT gen_random_uuid(), now(), now(), v.* FROM (VALUES
+    ('AEFE_DETACHED', 'Détachés AEFE',   'AEFE detached', 'Expatriate teachers on AEFE contracts', true),
+    ('AEFE_FUNDED',   'Résidents AEFE',  'AEFE funded',   'Resident teachers partly funded by the AEFE', true),
+    ('LOCAL',         'Recrutés locaux', 'Local hires',   'Teachers hired locally by the school', false)) AS v;
 
-INSERT INTO efir_budget.subjects (code, name_fr, name_en, category) VALUES
+INSERT INTO efir_budget.subjects
+    (id, created_at, updated_at, code, name_fr, name_en, category, is_active)
+SELECT gen_random_uuid(), now(), now(), v.*, true FROM (VALUES
     ('FRAN', 'Français',                            'French',                        'languages'),
     ('ANGL', 'Anglais',                             'English',                       'languages'),
     ('ARAB', 'Arabe',                               'Arabic',                        'languages'),
@@ -572,45 +318,46 @@ INSERT INTO efir_budget.subjects (code, name_fr, name_en, category) VALUES
     ('ARTS', 'Arts plastiques',                     'Visual arts',                   'arts'),
     ('MUSI', 'Éducation musicale',                  'Music',                         'arts'),
     ('EPS',  'Éducation physique et sportive',      'Physical education',            'sports'),
-    ('POLY', 'Enseignement polyvalent (primaire)',  'Primary generalist teaching',   'general');
+    ('POLY', 'Enseignement polyvalent (primaire)',  'Primary generalist teaching',   'general')) AS v
 """
 
-
-def _statements(script: str) -> list[str]:
-    """Split a script on ';' at line ends (no statement above has one inside a line)."""
-    return [s.strip() for s in script.split(";\n") if s.strip().rstrip(";")]
+# Anything of the schema that is not ours says the tables belong to someone else.
+OTHERS_IN_SCHEMA = """
+SELECT count(*) FROM pg_class c
+WHERE c.relnamespace = 'efir_budget'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+  AND NOT c.relname = ANY(%(ours)s)
+"""
 
 
 def upgrade() -> None:
     op.execute("CREATE SCHEMA IF NOT EXISTS efir_budget")
-    for script in (
-        TYPES,
-        ORGANIZATIONS,
-        BUDGET_VERSIONS,
-        ACADEMIC_CYCLES,
-        ACADEMIC_LEVELS,
-        NATIONALITY_TYPES,
-        TEACHER_CATEGORIES,
-        SUBJECTS,
-        ENROLLMENT_PLANS,
-        CLASS_STRUCTURES,
-        DHG_TEACHER_REQUIREMENTS,
-        TEACHER_ALLOCATIONS,
-        REVENUE_PLANS,
-        PERSONNEL_COST_PLANS,
-        OPERATING_COST_PLANS,
-        CAPEX_PLANS,
-        BUDGET_CONSOLIDATIONS,
-        COMMENTS,
-        REFERENCE_ROWS,
-    ):
-        for statement in _statements(script):
+    for statement in STATEMENTS:
+        op.execute(statement)
+    for table, text in COMMENTS.items():
+        op.execute(
+            f"COMMENT ON TABLE efir_budget.{table} IS '{text.replace(chr(39), chr(39) * 2)}'"
+        )
+    for statement in REFERENCE_ROWS.split(";\n"):
+        if statement.strip():
             op.execute(statement)
 
 
 def downgrade() -> None:
-    for table in reversed(TABLES):
-        op.execute(f"DROP TABLE efir_budget.{table}")
-    op.execute("DROP TYPE efir_budget.consolidation_category")
-    op.execute("DROP TYPE efir_budget.budget_version_status")
-    # The schema stays: it holds alembic's version table (and anything of anyone else).
+    ours = [*TABLES, "efir_pipeline_revision"]  # alembic's version table stays, as always
+    quoted = ", ".join(f"'{name}'" for name in ours)
+    op.execute(
+        f"""
+        DO $do$
+        BEGIN
+            IF EXISTS ({OTHERS_IN_SCHEMA.replace("%(ours)s", f"ARRAY[{quoted}]")}
+                       HAVING count(*) > 0) THEN
+                RAISE NOTICE 'efir_budget holds other objects: its source tables belong to the '
+                             'budget app and stay';
+                RETURN;
+            END IF;
+            DROP TABLE {", ".join(f"efir_budget.{t}" for t in reversed(TABLES))};
+            DROP TYPE efir_budget.consolidationcategory, efir_budget.budgetversionstatus;
+        END
+        $do$
+        """
+    )

@@ -1,43 +1,41 @@
-"""Health: refresh history with the lag each refresh closed, freshness for dashboards, alert outbox.
+"""Health: the history people read, "data as of" for dashboards, and refreshes made
+outside the pipeline recorded too.
 
-- ``efir_budget.refresh_history``: ``mv_refresh_log`` plus, for each successful refresh,
-  the oldest change it reflected that the previous successful refresh of the same view
-  did not, and the lag it closed (its ``snapshot_at`` minus that change's time). Which
-  changes a refresh reflects is 0004's rule: the change's transaction is visible in the
-  refresh's ``reflected_snapshot``. A refresh recorded before change capture falls back
-  to comparing times.
-- ``efir_budget.kpi_freshness``: one row per managed materialized view with its "data as
-  of" time and its current lag, so the app can show "data as of 10:42". It reads the
-  change log through a SECURITY DEFINER function: a dashboard role needs SELECT on this
-  view only, not on ``change_log``.
-- ``efir_budget.alert_outbox``: alerts waiting for (or done with) webhook delivery, so an
-  alert raised while the webhook is down is retried on the next sensor tick instead of
-  being lost.
+- ``efir_budget.refresh_history``: ``mv_refresh_log`` plus, for each success, the oldest
+  change it newly reflected and the lag it closed.
+- ``efir_budget.kpi_freshness``: one row per managed view with its "data as of" time and
+  current lag, for dashboards ("data as of 10:42"). It reads the change log through a
+  SECURITY DEFINER function: a dashboard role needs SELECT on this view only.
+- Event triggers on ``REFRESH MATERIALIZED VIEW``: a refresh of a managed view run
+  outside the refresh engine (the app's old endpoint, a DBA in psql) is recorded in
+  ``mv_refresh_log`` with the role that ran it, trigger ``outside``, and the snapshot
+  taken right before it (so "data as of", freshness and the reflected changes stay
+  true). PostgreSQL lets only a superuser create event triggers: run by anyone else,
+  this revision says so and goes on without them (docs/adopting.md).
 
 Revision ID: 0005_health
-Revises: 0004_change_capture
+Revises: 0004_views
 """
 
 from collections.abc import Sequence
 
 from alembic import op
 
-from efir_pipeline.core.db.ddl import comment_statements
+from efir_pipeline.core.db.ddl import comment_statements, literal
 
 revision: str = "0005_health"
-down_revision: str | None = "0004_change_capture"
+down_revision: str | None = "0004_views"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# The previous successful refresh of the same view bounds what this one newly reflects.
-# txid >= xmin(previous) is implied by "not visible to the previous refresh" and
-# txid < xmax(this) by "visible to this one"; both let the txid index narrow the scan.
+# The previous successful refresh of the same view bounds what this one newly reflects;
+# txid bounds from both snapshots let the txid index narrow the scan.
 REFRESH_HISTORY = """
 CREATE VIEW efir_budget.refresh_history AS
-SELECT l.id, l.view_name, l.outcome, l.trigger, l.run_id,
+SELECT l.id, l.view_name, l.outcome, l.trigger, l.run_id, l.refreshed_by,
        l.requested_at, l.snapshot_at, l.finished_at,
        l.wait_seconds, l.duration_seconds, l.ran_concurrently, l.row_count, l.size_bytes,
-       l.error,
+       l.mode, l.versions_recomputed, l.error,
        r.oldest_change_at AS oldest_reflected_change_at,
        CASE WHEN l.outcome = 'success' AND l.reflected_snapshot IS NOT NULL
             THEN r.changes END AS reflected_changes,
@@ -56,15 +54,16 @@ LEFT JOIN LATERAL (
     FROM efir_budget.change_log c
     WHERE l.outcome = 'success' AND l.reflected_snapshot IS NOT NULL
       AND c.txid < pg_snapshot_xmax(l.reflected_snapshot)::text::bigint
-      AND pg_visible_in_snapshot(c.txid::text::xid8, l.reflected_snapshot)
+      AND efir_budget.is_reflected(c.txid, l.reflected_snapshot)
       AND CASE
             WHEN prev.reflected_snapshot IS NOT NULL THEN
                  c.txid >= pg_snapshot_xmin(prev.reflected_snapshot)::text::bigint
-                 AND NOT pg_visible_in_snapshot(c.txid::text::xid8, prev.reflected_snapshot)
+                 AND NOT efir_budget.is_reflected(c.txid, prev.reflected_snapshot)
             WHEN prev.snapshot_at IS NOT NULL THEN c.changed_at > prev.snapshot_at
             ELSE true
           END
-      AND c.table_name IN (SELECT efir_budget.view_source_tables(l.view_name))
+      AND (c.table_name IN (SELECT efir_budget.view_source_tables(l.view_name))
+           OR (c.operation = 'REQUEST' AND c.table_name = l.view_name))
 ) r ON true
 """
 
@@ -98,7 +97,7 @@ REFRESH_HISTORY_COLUMNS = {
 }
 
 # lag_seconds: NULL while the view was never refreshed, 0 when nothing is pending.
-VIEW_FRESHNESS_FUNCTION = """
+VIEW_FRESHNESS = """
 CREATE FUNCTION efir_budget.view_freshness()
 RETURNS TABLE (
     view_name                    text,
@@ -145,16 +144,12 @@ AS $fn$
     ) a ON true
     CROSS JOIN LATERAL (
         SELECT min(c.changed_at) AS oldest, count(*) AS pending
-        FROM efir_budget.unreflected_changes(m.matviewname::text) c
+        FROM efir_budget.outstanding_changes(m.matviewname::text, NULL) c
     ) u
     WHERE m.schemaname = 'efir_budget'
     ORDER BY m.matviewname
 $fn$
 """
-
-KPI_FRESHNESS = (
-    "CREATE VIEW efir_budget.kpi_freshness AS SELECT * FROM efir_budget.view_freshness()"
-)
 
 KPI_FRESHNESS_COLUMNS = {
     "view_name": "Managed materialized view, e.g. mv_kpi_dashboard.",
@@ -172,33 +167,101 @@ KPI_FRESHNESS_COLUMNS = {
     "refreshed): how far behind the source the view is.",
 }
 
-ALERT_OUTBOX = """
-CREATE TABLE efir_budget.alert_outbox (
-    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    created_at      timestamptz NOT NULL DEFAULT now(),
-    kind            text NOT NULL,
-    payload         jsonb NOT NULL,
-    attempts        integer NOT NULL DEFAULT 0,
-    last_attempt_at timestamptz,
-    last_error      text,
-    delivered_at    timestamptz,
-    gave_up_at      timestamptz,
-    CONSTRAINT ck_alert_outbox_done_once CHECK (delivered_at IS NULL OR gave_up_at IS NULL)
-)
+# Before the REFRESH: the moment and the snapshot (REFRESH takes its own snapshot later,
+# so it sees at least as much: the record can only understate what it reflects). The
+# refresh engine marks its own refreshes (efir.engine_refresh), which it records itself.
+OUTSIDE_REFRESH_START = """
+CREATE FUNCTION efir_budget.outside_refresh_start() RETURNS event_trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF coalesce(current_setting('efir.engine_refresh', true), '') = 'on' THEN
+        RETURN;
+    END IF;
+    PERFORM set_config('efir.outside_refresh_at', clock_timestamp()::text, true);
+    PERFORM set_config('efir.outside_refresh_snapshot', pg_current_snapshot()::text, true);
+END
+$fn$
 """
 
-ALERT_OUTBOX_COLUMNS = {
-    "created_at": "When the alert was raised.",
-    "kind": "run_failure or check_failure.",
-    "payload": "The JSON body POSTed to EFIR_ALERT_WEBHOOK_URL (text, view, check, severity, "
-    "error, run_id, url, at).",
-    "attempts": "Delivery attempts so far.",
-    "last_attempt_at": "When delivery was last tried.",
-    "last_error": "Why the last attempt failed (connection refused, timeout, HTTP status).",
-    "delivered_at": "When the webhook accepted it (2xx); NULL while pending.",
-    "gave_up_at": "When retrying stopped (EFIR_ALERT_GIVE_UP_AFTER, default 24h); the alert "
-    "was logged in any case.",
-}
+OUTSIDE_REFRESH_END = """
+CREATE FUNCTION efir_budget.outside_refresh_end() RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    cmd       record;
+    started   timestamptz;
+    own       pg_snapshot;
+    snap      pg_snapshot;
+    change_id bigint;
+    n         bigint;
+BEGIN
+    IF coalesce(current_setting('efir.engine_refresh', true), '') = 'on' THEN
+        RETURN;
+    END IF;
+    started := coalesce(nullif(current_setting('efir.outside_refresh_at', true), '')::timestamptz,
+                        statement_timestamp());
+    -- Without the snapshot noted before the REFRESH nothing is claimed reflected: one
+    -- taken now could see changes the REFRESH did not.
+    own := nullif(current_setting('efir.outside_refresh_snapshot', true), '')::pg_snapshot;
+    FOR cmd IN SELECT * FROM pg_event_trigger_ddl_commands()
+               WHERE object_type = 'materialized view' AND schema_name = 'efir_budget'
+    LOOP
+        -- REFRESH ... WITH NO DATA empties the view: no data to be "as of".
+        CONTINUE WHEN NOT (SELECT c.relispopulated FROM pg_class c WHERE c.oid = cmd.objid);
+        snap := NULL;
+        change_id := NULL;
+        IF own IS NOT NULL THEN
+            SELECT p.reflected_snapshot, p.reflected_change_id INTO snap, change_id
+            FROM efir_budget.reflection_point(
+                (SELECT c.relname::text FROM pg_class c WHERE c.oid = cmd.objid), own) p;
+        END IF;
+        EXECUTE format('SELECT count(*) FROM %s', cmd.objid::regclass) INTO n;
+        INSERT INTO efir_budget.mv_refresh_log
+            (view_name, outcome, trigger, refreshed_by, requested_at, snapshot_at, finished_at,
+             duration_seconds, row_count, size_bytes, reflected_snapshot, reflected_change_id)
+        SELECT c.relname, 'success', 'outside', session_user, started, started,
+               clock_timestamp(), extract(epoch FROM clock_timestamp() - started), n,
+               pg_total_relation_size(c.oid), snap, change_id
+        FROM pg_class c WHERE c.oid = cmd.objid;
+    END LOOP;
+END
+$fn$
+"""
+
+EVENT_TRIGGERS = """
+DO $do$
+BEGIN
+    IF (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) THEN
+        CREATE EVENT TRIGGER efir_outside_refresh_start ON ddl_command_start
+            WHEN TAG IN ('REFRESH MATERIALIZED VIEW')
+            EXECUTE FUNCTION efir_budget.outside_refresh_start();
+        CREATE EVENT TRIGGER efir_outside_refresh_end ON ddl_command_end
+            WHEN TAG IN ('REFRESH MATERIALIZED VIEW')
+            EXECUTE FUNCTION efir_budget.outside_refresh_end();
+    ELSE
+        RAISE NOTICE 'not a superuser: REFRESHes run outside efir-pipeline will not be '
+                     'recorded (a superuser can rerun this revision to record them)';
+    END IF;
+END
+$do$
+"""
+
+DROP_EVENT_TRIGGERS = """
+DO $do$
+BEGIN
+    IF EXISTS (SELECT FROM pg_event_trigger WHERE evtname = 'efir_outside_refresh_end') THEN
+        DROP EVENT TRIGGER efir_outside_refresh_end;
+    END IF;
+    IF EXISTS (SELECT FROM pg_event_trigger WHERE evtname = 'efir_outside_refresh_start') THEN
+        DROP EVENT TRIGGER efir_outside_refresh_start;
+    END IF;
+END
+$do$
+"""
 
 
 def upgrade() -> None:
@@ -213,13 +276,17 @@ def upgrade() -> None:
         op.execute(statement)
     op.execute(COPY_REFRESH_LOG_COMMENTS)
 
-    op.execute(VIEW_FRESHNESS_FUNCTION)
+    op.execute(VIEW_FRESHNESS)
     op.execute(
         "COMMENT ON FUNCTION efir_budget.view_freshness() IS "
-        "'Rows of efir_budget.kpi_freshness; SECURITY DEFINER so readers need no access to "
-        "change_log.'"
+        + literal(
+            "Rows of efir_budget.kpi_freshness; SECURITY DEFINER so readers need no access "
+            "to change_log."
+        )
     )
-    op.execute(KPI_FRESHNESS)
+    op.execute(
+        "CREATE VIEW efir_budget.kpi_freshness AS SELECT * FROM efir_budget.view_freshness()"
+    )
     for statement in comment_statements(
         "VIEW",
         "efir_budget.kpi_freshness",
@@ -229,24 +296,23 @@ def upgrade() -> None:
     ):
         op.execute(statement)
 
-    op.execute(ALERT_OUTBOX)
-    op.execute(
-        "CREATE INDEX ix_alert_outbox_pending ON efir_budget.alert_outbox (id) "
-        "WHERE delivered_at IS NULL AND gave_up_at IS NULL"
-    )
-    op.execute("REVOKE ALL ON efir_budget.alert_outbox FROM PUBLIC")
-    for statement in comment_statements(
-        "TABLE",
-        "efir_budget.alert_outbox",
-        "Alerts for the webhook (EFIR_ALERT_WEBHOOK_URL): queued when raised, retried by the "
-        "efir_check_failure_alert sensor until delivered; delivered rows kept 30 days.",
-        ALERT_OUTBOX_COLUMNS,
-    ):
-        op.execute(statement)
+    op.execute(OUTSIDE_REFRESH_START)
+    op.execute(OUTSIDE_REFRESH_END)
+    for name, text in (
+        ("outside_refresh_start", "Event trigger function: notes the moment and snapshot "
+         "before a REFRESH MATERIALIZED VIEW run outside the refresh engine."),
+        ("outside_refresh_end", "Event trigger function: records a REFRESH of a managed view "
+         "run outside the refresh engine in mv_refresh_log (trigger outside)."),
+    ):  # fmt: skip
+        op.execute(f"REVOKE ALL ON FUNCTION efir_budget.{name}() FROM PUBLIC")
+        op.execute(f"COMMENT ON FUNCTION efir_budget.{name}() IS {literal(text)}")
+    op.execute(EVENT_TRIGGERS)
 
 
 def downgrade() -> None:
-    op.execute("DROP TABLE IF EXISTS efir_budget.alert_outbox")
-    op.execute("DROP VIEW IF EXISTS efir_budget.kpi_freshness")
-    op.execute("DROP FUNCTION IF EXISTS efir_budget.view_freshness()")
-    op.execute("DROP VIEW IF EXISTS efir_budget.refresh_history")
+    op.execute(DROP_EVENT_TRIGGERS)
+    op.execute("DROP FUNCTION efir_budget.outside_refresh_end()")
+    op.execute("DROP FUNCTION efir_budget.outside_refresh_start()")
+    op.execute("DROP VIEW efir_budget.kpi_freshness")
+    op.execute("DROP FUNCTION efir_budget.view_freshness()")
+    op.execute("DROP VIEW efir_budget.refresh_history")

@@ -9,6 +9,7 @@ import pytest
 
 from efir_pipeline.core import catalog
 from tests.support.commands import run_cli
+from tests.support.waiting import turn_held
 
 
 def test_unknown_view_exits_2_listing_the_known_ones_before_touching_the_database():
@@ -109,14 +110,9 @@ def test_timeouts_need_a_positive_value_with_a_unit(db_url, value):
 
 
 def test_no_wait_skip_is_not_a_failure(db_url, conn):
-    with psycopg.connect(db_url) as holder:
-        holder.execute(
-            "SELECT pg_advisory_xact_lock(%s, hashtext('efir_budget.mv_kpi_dashboard'))",
-            (0x45464952,),
-        )
+    with turn_held(db_url, "mv_kpi_dashboard"):
         result = run_cli(
             "refresh", "--no-wait", "mv_kpi_dashboard", "mv_financial_ratios", url=db_url
         )
-        holder.rollback()
     assert result.returncode == 0, result.stderr
     assert "skipped" in result.stdout and "mv_financial_ratios" in result.stdout

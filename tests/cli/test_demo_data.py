@@ -118,8 +118,9 @@ def test_efir_scale_is_realistic_per_version(conn):
     assert summary.organizations == 1
     assert summary.versions == 10
     assert summary.seconds < 30
-    org = rows_of(conn, "SELECT code, name FROM efir_budget.organizations")
-    assert org == [{"code": "EFIR", "name": "École Française Internationale de Riyad"}]
+    org = rows_of(conn, "SELECT name, is_active FROM efir_budget.organizations")
+    assert org == [{"name": "École Française Internationale de Riyad", "is_active": True}]
+    assert org[0]["name"] == demo_data.EFIR_NAME
 
     versions = rows_of(conn, PER_VERSION_SQL)
     assert len(versions) == 10
@@ -192,12 +193,13 @@ def test_efir_versions_follow_the_lifecycle_rules(conn):
         if v["parent_year"] is not None:
             assert v["parent_year"] == v["fiscal_year"]
             assert v["parent_created_at"] < v["created_at"], v["name"]
-    # Timestamps come from the data, not from the clock: all in the past, in order.
+    # Timestamps come from the data, not from the clock: all in the past, in order
+    # (organizations has none).
     bad = conn.execute(
         " UNION ALL ".join(
             f"SELECT '{t}' FROM efir_budget.{t} "
             "WHERE updated_at < created_at OR updated_at > now() OR created_at < '2020-01-01'"
-            for t in ALL_TABLES
+            for t in ("budget_versions", *CHILD_TABLES)
         )
     ).fetchall()
     assert bad == []
@@ -307,6 +309,70 @@ def test_efir_rows_are_consistent_with_each_other(conn):
     }
     assert {"revenue_tuition", "revenue_fees", "revenue_other", "personnel_teaching"} <= used
     assert {"personnel_social", "operating_utilities", "capex_it", "capex_software"} <= used
+    # Operating and capex lines are consolidated under their own category.
+    assert conn.execute(
+        """SELECT count(*) FROM efir_budget.budget_consolidations c
+           WHERE c.source_table IN ('operating_cost_plans', 'capex_plans')
+             AND c.consolidation_category::text <> (
+                 SELECT min(CASE c.source_table WHEN 'capex_plans' THEN 'capex_'
+                                                ELSE 'operating_' END || p.category)
+                 FROM (SELECT budget_version_id, account_code, category
+                       FROM efir_budget.operating_cost_plans
+                       UNION ALL SELECT budget_version_id, account_code, category
+                       FROM efir_budget.capex_plans) p
+                 WHERE p.budget_version_id = c.budget_version_id
+                   AND p.account_code = c.account_code)"""
+    ).fetchone() == (0,)
+
+
+def test_efir_rows_fill_the_app_columns(conn):
+    """The columns the app requires but the views never read hold plausible values."""
+    demo_data.load_demo_data(conn)
+
+    # A line is calculated exactly when it names its driver; the consolidation is always.
+    for table in ("revenue_plans", "personnel_cost_plans", "operating_cost_plans"):
+        assert conn.execute(
+            f"""SELECT count(*) FROM efir_budget.{table}
+                WHERE is_calculated <> (calculation_driver IS NOT NULL)"""
+        ).fetchone() == (0,), table
+    # Fixed income (rentals, financial income) is entered by hand, the rest derived.
+    manual = {
+        code
+        for (code,) in conn.execute(
+            "SELECT DISTINCT account_code FROM efir_budget.revenue_plans WHERE NOT is_calculated"
+        )
+    }
+    assert manual == {"70821", "76811"}
+    assert conn.execute(
+        "SELECT bool_and(is_calculated) FROM efir_budget.budget_consolidations"
+    ).fetchone() == (True,)
+    assert conn.execute(
+        "SELECT array_agg(DISTINCT calculation_method) FROM efir_budget.class_structures"
+    ).fetchone() == (["max_class_size"],)
+    capex = rows_of(
+        conn,
+        """SELECT category, min(useful_life_years) AS shortest, max(useful_life_years) AS longest
+           FROM efir_budget.capex_plans GROUP BY category ORDER BY category""",
+    )
+    assert [c["category"] for c in capex] == [
+        "building",
+        "equipment",
+        "furniture",
+        "it",
+        "software",
+    ]
+    assert all(3 <= c["shortest"] <= c["longest"] <= 20 for c in capex)
+    # Every line carries an amount (the app's CHECKs only forbid negative ones).
+    negative = conn.execute(
+        """SELECT 'revenue' FROM efir_budget.revenue_plans WHERE amount_sar <= 0
+           UNION ALL SELECT 'operating' FROM efir_budget.operating_cost_plans WHERE amount_sar <= 0
+           UNION ALL SELECT 'personnel' FROM efir_budget.personnel_cost_plans
+               WHERE total_cost_sar <= 0 OR unit_cost_sar <= 0 OR fte_count <= 0
+           UNION ALL SELECT 'capex' FROM efir_budget.capex_plans WHERE total_cost_sar <= 0
+           UNION ALL SELECT 'consolidation' FROM efir_budget.budget_consolidations
+               WHERE amount_sar <= 0"""
+    ).fetchall()
+    assert negative == []
 
 
 # --------------------------------------------------------------------------------------
@@ -322,6 +388,7 @@ def test_same_seed_gives_identical_rows_and_another_seed_other_data(make_databas
     assert all(n > 0 for n, _ in reference.values())
     assert fingerprints(second) == reference
 
+    # Another seed gives other ids: the school is recognised by its name and replaced.
     load(second, seed=7, replace=True)
     other = fingerprints(second)
     assert other["organizations"][0] == 1
@@ -338,7 +405,21 @@ def test_same_seed_gives_identical_rows_and_another_seed_other_data(make_databas
 # --------------------------------------------------------------------------------------
 
 
+NETWORK_ENROLLMENT = """
+SELECT count(*) FROM efir_budget.enrollment_plans e
+JOIN efir_budget.budget_versions v ON v.id = e.budget_version_id
+JOIN efir_budget.organizations o ON o.id = v.organization_id
+WHERE starts_with(o.name, %s)
+"""
+
+
 def test_existing_schools_are_kept_unless_replace(conn):
+    # The budget app's own school, with a name of its own: never a demo school.
+    app_org = "a0000000-0000-0000-0000-000000000001"
+    conn.execute(
+        "INSERT INTO efir_budget.organizations (id, name, is_active) VALUES (%s, 'EFIR Riyadh', true)",
+        (app_org,),
+    )
     demo_data.load_demo_data(conn, orgs=2, versions_per_org=4)  # a small network: SCH0001-2
     first = demo_data.load_demo_data(conn)  # EFIR next to it
     before = {table: count(conn, table) for table in ALL_TABLES}
@@ -347,37 +428,31 @@ def test_existing_schools_are_kept_unless_replace(conn):
         demo_data.load_demo_data(conn)
     assert isinstance(raised.value, ValueError)
     assert isinstance(raised.value, EfirError)
-    assert "EFIR" in str(raised.value)
+    assert demo_data.EFIR_NAME in str(raised.value)
+    assert "EFIR Riyadh" not in str(raised.value)
     assert {table: count(conn, table) for table in ALL_TABLES} == before
 
     # The user edits EFIR's data; replace brings the demo back, the network untouched.
     conn.execute(
         """UPDATE efir_budget.budget_versions SET deleted_at = now()
-           WHERE organization_id = (SELECT id FROM efir_budget.organizations WHERE code = 'EFIR')"""
+           WHERE organization_id = (SELECT id FROM efir_budget.organizations WHERE name = %s)""",
+        (demo_data.EFIR_NAME,),
     )
     conn.execute("DELETE FROM efir_budget.capex_plans")
-    network_before = conn.execute(
-        """SELECT count(*) FROM efir_budget.enrollment_plans e
-           JOIN efir_budget.budget_versions v ON v.id = e.budget_version_id
-           JOIN efir_budget.organizations o ON o.id = v.organization_id
-           WHERE o.code LIKE 'SCH%'"""
-    ).fetchone()
+    prefix = (demo_data.NETWORK_NAME_PREFIX,)
+    network_before = conn.execute(NETWORK_ENROLLMENT, prefix).fetchone()
+    assert network_before[0] > 0
     again = demo_data.load_demo_data(conn, replace=True)
     assert again.rows == first.rows
     assert conn.execute(
         "SELECT count(*) FROM efir_budget.budget_versions WHERE deleted_at IS NOT NULL"
     ).fetchone() == (0,)
     assert count(conn, "capex_plans") == first.rows["capex_plans"]  # only EFIR's came back
-    assert count(conn, "organizations") == 3
-    assert (
-        network_before
-        == conn.execute(
-            """SELECT count(*) FROM efir_budget.enrollment_plans e
-           JOIN efir_budget.budget_versions v ON v.id = e.budget_version_id
-           JOIN efir_budget.organizations o ON o.id = v.organization_id
-           WHERE o.code LIKE 'SCH%'"""
-        ).fetchone()
-    )
+    assert count(conn, "organizations") == 4
+    assert conn.execute(
+        "SELECT name FROM efir_budget.organizations WHERE id = %s", (app_org,)
+    ).fetchone() == ("EFIR Riyadh",)
+    assert conn.execute(NETWORK_ENROLLMENT, prefix).fetchone() == network_before
 
 
 def test_a_failed_load_leaves_nothing_behind(conn):
@@ -417,25 +492,29 @@ def test_small_network(conn):
     summary = demo_data.load_demo_data(conn, orgs=3, versions_per_org=4)
 
     assert (summary.organizations, summary.versions) == (3, 12)
-    codes = [c for (c,) in conn.execute("SELECT code FROM efir_budget.organizations ORDER BY 1")]
-    assert codes == ["SCH0001", "SCH0002", "SCH0003"]
+    names = [n for (n,) in conn.execute("SELECT name FROM efir_budget.organizations ORDER BY 1")]
+    assert [n.removeprefix(demo_data.NETWORK_NAME_PREFIX) for n in names] == [
+        "Al Khobar (SCH0003)",
+        "Dammam (SCH0002)",
+        "Djeddah (SCH0001)",
+    ]
     per_org = rows_of(
         conn,
-        """SELECT o.code, array_agg(v.status::text ORDER BY v.created_at) AS statuses,
+        """SELECT o.name, array_agg(v.status::text ORDER BY v.created_at) AS statuses,
                   array_agg(DISTINCT v.fiscal_year) AS years
            FROM efir_budget.organizations o
            JOIN efir_budget.budget_versions v ON v.organization_id = o.id
-           GROUP BY o.code ORDER BY o.code""",
+           GROUP BY o.name ORDER BY o.name""",
     )
     for org in per_org:
         assert org["statuses"] == ["superseded", "approved", "submitted", "working"]
         assert org["years"] == [demo_data.LATEST_FISCAL_YEAR]
     sizes = conn.execute(
-        """SELECT o.code, sum(e.student_count) / count(DISTINCT v.id) AS students
+        """SELECT o.name, sum(e.student_count) / count(DISTINCT v.id) AS students
            FROM efir_budget.organizations o
            JOIN efir_budget.budget_versions v ON v.organization_id = o.id
            JOIN efir_budget.enrollment_plans e ON e.budget_version_id = v.id
-           GROUP BY o.code"""
+           GROUP BY o.name"""
     ).fetchall()
     assert len({round(s, -1) for _, s in sizes}) == 3  # schools sized differently
     assert all(250 <= s <= 3300 for _, s in sizes)

@@ -107,7 +107,7 @@ def test_docs_check_reports_a_stale_file_and_docs_rewrites_it(docs_db, generated
 
 def test_docs_refuse_a_database_behind_the_latest_migration(make_database, tmp_path):
     url = make_database(migrated=False)
-    migrate.upgrade(url, "0003_kpi_views")
+    migrate.upgrade(url, "0002_refresh_history")
     result = run_docs("--root", str(tmp_path), url=url)
     assert result.returncode == 4
     assert "db upgrade" in result.stderr

@@ -186,6 +186,7 @@ def unprivileged_url(db_url: str, db: psycopg.Connection):
     db.execute(sql.SQL("GRANT USAGE ON SCHEMA efir_budget TO {}").format(ident))
     db.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA efir_budget TO {}").format(ident))
     db.execute(sql.SQL("GRANT INSERT ON efir_budget.mv_refresh_log TO {}").format(ident))
+    db.execute(sql.SQL("GRANT UPDATE ON efir_budget.refresh_state TO {}").format(ident))
     separator = "&" if "?" in db_url else "?"
     try:
         yield f"{db_url}{separator}options=-c%20role%3D{role}"

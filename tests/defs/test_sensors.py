@@ -340,7 +340,7 @@ def test_an_unreadable_cursor_starts_over_without_losing_changes(conn, db_url, t
 
 def test_a_database_behind_the_code_is_refused_with_the_command_to_run(make_database, instance):
     url = make_database()
-    migrate.downgrade(url, "0003_kpi_views")
+    migrate.downgrade(url, "0002_refresh_history")
     with pytest.raises(MigrationsNotApplied, match="efir-pipeline db upgrade"):
         Tick(HIGH, url, None, instance)
 
@@ -429,6 +429,8 @@ def test_a_view_on_a_view_is_refreshed_after_its_upstream_in_the_same_run(monkey
         "mv_v": "5:9:",
     }
 
-    decisions, cursor, notes = sensors.decide(read, {}, Priority.HIGH, RefreshRules(), busy={"mv_u"})
+    decisions, cursor, notes = sensors.decide(
+        read, {}, Priority.HIGH, RefreshRules(), busy={"mv_u"}
+    )
     assert decisions == [] and cursor == {}
     assert "mv_v: a run not yet started on it" in notes[0]

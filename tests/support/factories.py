@@ -34,15 +34,20 @@ REFERENCE_TABLES = (
 
 
 def add_org(conn: psycopg.Connection, code: str = "EFIR", name: str = SCHOOL) -> uuid.UUID:
-    """The school ``code`` (created once, found again afterwards)."""
+    """The school ``code`` (created once, found again afterwards).
+
+    organizations is (id, name, is_active) only: the code is part of the school's name,
+    ``"<name> (<code>)"``, which finds it again."""
+    full_name = f"{name} ({code})"
     row = conn.execute(
-        """INSERT INTO efir_budget.organizations (code, name) VALUES (%s, %s)
-           ON CONFLICT DO NOTHING RETURNING id""",
-        (code, name),
+        "SELECT id FROM efir_budget.organizations WHERE name = %s ORDER BY id LIMIT 1",
+        (full_name,),
     ).fetchone()
     if row is None:
         row = conn.execute(
-            "SELECT id FROM efir_budget.organizations WHERE code = %s", (code,)
+            """INSERT INTO efir_budget.organizations (id, name, is_active)
+               VALUES (%s, %s, true) RETURNING id""",
+            (uuid.uuid4(), full_name),
         ).fetchone()
     return row[0]
 
@@ -59,9 +64,10 @@ def add_version(
     org = org or add_org(conn)
     return conn.execute(
         """INSERT INTO efir_budget.budget_versions
-               (organization_id, name, fiscal_year, academic_year, status)
-           VALUES (%s, %s, %s, %s, %s) RETURNING id""",
-        (org, name or f"Budget {year} {status}", year, f"{year - 1}-{year}", status),
+               (id, created_at, updated_at, organization_id, name, fiscal_year, academic_year,
+                status, is_baseline)
+           VALUES (%s, now(), now(), %s, %s, %s, %s, %s, false) RETURNING id""",
+        (uuid.uuid4(), org, name or f"Budget {year} {status}", year, f"{year - 1}-{year}", status),
     ).fetchone()[0]
 
 
@@ -75,17 +81,23 @@ def add_budget_lines(conn: psycopg.Connection, version: uuid.UUID) -> None:
     """Two revenue rows and two consolidation rows: enough for every view to have rows."""
     conn.execute(
         """INSERT INTO efir_budget.revenue_plans
-               (budget_version_id, account_code, category, amount_sar, trimester)
-           VALUES (%(v)s, '70110', 'tuition', 1000000.00, 1), (%(v)s, '70210', 'fees', 25000.50, NULL)""",
+               (id, created_at, updated_at, budget_version_id, account_code, description,
+                category, amount_sar, is_calculated, trimester)
+           VALUES (gen_random_uuid(), now(), now(), %(v)s, '70110', 'Tuition T1', 'tuition',
+                   1000000.00, false, 1),
+                  (gen_random_uuid(), now(), now(), %(v)s, '70210', 'Registration fees', 'fees',
+                   25000.50, false, NULL)""",
         {"v": version},
     )
     conn.execute(
         """INSERT INTO efir_budget.budget_consolidations
-               (budget_version_id, account_code, account_name, consolidation_category,
-                is_revenue, amount_sar, source_table, source_count)
-           VALUES (%(v)s, '70110', 'Tuition', 'revenue_tuition', true, 1000000.00, 'revenue_plans', 1),
-                  (%(v)s, '64110', 'Teaching salaries', 'personnel_teaching', false, 400000.00,
-                   'personnel_cost_plans', 3)""",
+               (id, created_at, updated_at, budget_version_id, account_code, account_name,
+                consolidation_category, is_revenue, amount_sar, source_table, source_count,
+                is_calculated)
+           VALUES (gen_random_uuid(), now(), now(), %(v)s, '70110', 'Tuition', 'revenue_tuition',
+                   true, 1000000.00, 'revenue_plans', 1, true),
+                  (gen_random_uuid(), now(), now(), %(v)s, '64110', 'Teaching salaries',
+                   'personnel_teaching', false, 400000.00, 'personnel_cost_plans', 3, true)""",
         {"v": version},
     )
 
@@ -107,11 +119,13 @@ def add_versions_with_lines(conn: psycopg.Connection, count: int) -> list[uuid.U
 
 
 def add_operating_costs(conn: psycopg.Connection, versions: list[uuid.UUID], per_version: int):
-    """One statement writing ``per_version`` rows into each version."""
+    """One statement writing ``per_version`` rows into each version (one account each)."""
     conn.execute(
         """INSERT INTO efir_budget.operating_cost_plans
-               (budget_version_id, account_code, category, amount_sar)
-           SELECT v, '606' || g, 'supplies', g
+               (id, created_at, updated_at, budget_version_id, account_code, description,
+                category, amount_sar, is_calculated)
+           SELECT gen_random_uuid(), now(), now(), v, '606' || g, 'Supplies ' || g, 'supplies',
+                  g, false
            FROM unnest(%s::uuid[]) AS v, generate_series(1, %s) AS g""",
         (versions, per_version),
     )
@@ -123,8 +137,9 @@ def add_enrollment(
     """Enrollment rows (level x nationality) for the versions, in one statement."""
     conn.execute(
         """INSERT INTO efir_budget.enrollment_plans
-               (budget_version_id, level_id, nationality_type_id, student_count)
-           SELECT v, l.id, n.id, 20
+               (id, created_at, updated_at, budget_version_id, level_id, nationality_type_id,
+                student_count)
+           SELECT gen_random_uuid(), now(), now(), v, l.id, n.id, 20
            FROM unnest(%s::uuid[]) AS v
            CROSS JOIN efir_budget.academic_levels l
            CROSS JOIN efir_budget.nationality_types n
@@ -138,9 +153,10 @@ def add_enrollment(
 def add_dhg(conn: psycopg.Connection, version: uuid.UUID, subject: str = "MATH") -> None:
     conn.execute(
         """INSERT INTO efir_budget.dhg_teacher_requirements
-               (budget_version_id, subject_id, total_hours_per_week, standard_teaching_hours,
-                simple_fte, rounded_fte)
-           SELECT %s, id, 36, 18, 2, 2 FROM efir_budget.subjects WHERE code = %s""",
+               (id, created_at, updated_at, budget_version_id, subject_id, total_hours_per_week,
+                standard_teaching_hours, simple_fte, rounded_fte, hsa_hours)
+           SELECT gen_random_uuid(), now(), now(), %s, id, 36, 18, 2, 2, 0
+           FROM efir_budget.subjects WHERE code = %s""",
         (version, subject),
     )
 
@@ -148,9 +164,11 @@ def add_dhg(conn: psycopg.Connection, version: uuid.UUID, subject: str = "MATH")
 def add_consolidation(conn: psycopg.Connection, version: uuid.UUID, accounts: int = 5) -> None:
     conn.execute(
         """INSERT INTO efir_budget.budget_consolidations
-               (budget_version_id, account_code, account_name, consolidation_category,
-                is_revenue, amount_sar, source_table, source_count)
-           SELECT %s, '7011' || g, 'Tuition', 'revenue_tuition', true, 1000 * g, 'revenue_plans', 1
+               (id, created_at, updated_at, budget_version_id, account_code, account_name,
+                consolidation_category, is_revenue, amount_sar, source_table, source_count,
+                is_calculated)
+           SELECT gen_random_uuid(), now(), now(), %s, '7011' || g, 'Tuition', 'revenue_tuition',
+                  true, 1000 * g, 'revenue_plans', 1, true
            FROM generate_series(1, %s) g""",
         (version, accounts),
     )
@@ -173,7 +191,7 @@ def log_rows(conn: psycopg.Connection, table: str | None = None) -> list[dict]:
     with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
         return cur.execute(
             """SELECT id, table_name, budget_version_id, operation, rows_affected,
-                      old_status::text AS old_status, new_status::text AS new_status,
+                      old_status, new_status,
                       cardinality(level_ids) AS levels, txid, changed_at, db_user
                FROM efir_budget.change_log
                WHERE %s::text IS NULL OR table_name = %s ORDER BY id""",
@@ -237,12 +255,14 @@ def reset_data(c: psycopg.Connection) -> None:
     tables = c.execute(
         """SELECT format('%%I.%%I', schemaname, tablename) FROM pg_tables
            WHERE schemaname = 'efir_budget' AND NOT (tablename = ANY(%s))""",
-        ([*REFERENCE_TABLES, migrate.VERSION_TABLE],),
+        ([*REFERENCE_TABLES, migrate.VERSION_TABLE, "refresh_state"],),
     ).fetchall()
     if tables:
         c.execute("TRUNCATE " + ", ".join(t for (t,) in tables) + " RESTART IDENTITY CASCADE")
-    # Change capture logs that TRUNCATE too: start every test with an empty log.
-    c.execute("TRUNCATE efir_budget.change_log RESTART IDENTITY")
     # Dependencies first: a view reading another view must see it already emptied.
     for view in catalog.resolve_views():
         c.execute(f"REFRESH MATERIALIZED VIEW {view.qualified_name}")
+    # Change capture logged that TRUNCATE, and the history those REFRESHes (run outside
+    # the engine): start every test with both empty.
+    c.execute("TRUNCATE efir_budget.change_log, efir_budget.mv_refresh_log RESTART IDENTITY")
+    c.execute("UPDATE efir_budget.refresh_state SET generation = 0, full_generation = 0")

@@ -1,9 +1,13 @@
 """An independent computation of the two KPI views, in plain Python over the raw rows.
 
 Nothing here runs the views' SQL: ``load_raw`` reads every source table with
-``SELECT *`` and the functions below follow DOMAIN.md literally, one table at a
-time, with ``decimal.Decimal`` arithmetic. Rounding is ROUND_HALF_UP, which is what
-PostgreSQL's ``round(numeric, n)`` does (half away from zero).
+``SELECT *`` and the functions below follow the documented definitions literally, one
+table at a time, with ``decimal.Decimal`` arithmetic. Rounding is ROUND_HALF_UP, which
+is what PostgreSQL's ``round(numeric, n)`` does (half away from zero).
+
+Reference rows (nationalities, teacher categories) have no soft delete: each one
+exists, and a child row counts in a per-code column only when its reference row has
+that code.
 """
 
 from __future__ import annotations
@@ -84,6 +88,12 @@ KPI_COLUMNS = (
     "hours_per_student",
     "students_per_class",
     "source_updated_at",
+    # The budget app's former column names, kept for its queries.
+    "last_updated",
+    "avg_class_size_overall",
+    "total_atsem_required",
+    "students_per_teaching_hour",
+    "avg_students_per_class",
 )
 
 CONSOLIDATION_COLUMNS = (
@@ -166,9 +176,9 @@ def _by_version(rows: Iterable[dict[str, Any]]) -> dict[UUID, list[dict[str, Any
 
 def kpi_dashboard(raw: Raw) -> dict[UUID, dict[str, Any]]:
     """Expected rows of mv_kpi_dashboard, keyed by budget_version_id."""
-    # Reference rows that exist (a soft-deleted one does not): id -> code.
-    nationality = {r["id"]: r["code"] for r in live(raw["nationality_types"])}
-    category = {r["id"]: r["code"] for r in live(raw["teacher_categories"])}
+    # Reference rows (never soft-deleted): id -> code.
+    nationality = {r["id"]: r["code"] for r in raw["nationality_types"]}
+    category = {r["id"]: r["code"] for r in raw["teacher_categories"]}
 
     all_rows = {t: _by_version(raw[t]) for t in KPI_CHILD_TABLES}  # deleted included
     live_rows = {t: _by_version(live(raw[t])) for t in KPI_CHILD_TABLES}
@@ -204,6 +214,7 @@ def kpi_dashboard(raw: Raw) -> dict[UUID, dict[str, Any]]:
         cs = rows["class_structures"]
         total_classes = sum(r["number_of_classes"] for r in cs)
         k["total_classes"] = total_classes
+        # Weighted by classes (not the mean of the rows' stored avg_class_size).
         k["avg_class_size"] = ratio(Decimal(sum(r["total_students"] for r in cs)), total_classes, 2)
         k["total_atsem"] = sum(r["atsem_count"] for r in cs)
 
@@ -272,6 +283,14 @@ def kpi_dashboard(raw: Raw) -> dict[UUID, dict[str, Any]]:
             stamps.extend(r["updated_at"] for r in all_rows[t].get(vid, []))
         k["source_updated_at"] = max(stamps)
 
+        # The budget app's former names: the same figures, and students per weekly DHG
+        # hour (the inverse of hours_per_student; NULL without DHG hours).
+        k["last_updated"] = k["source_updated_at"]
+        k["avg_class_size_overall"] = k["avg_class_size"]
+        k["total_atsem_required"] = k["total_atsem"]
+        k["students_per_teaching_hour"] = ratio(Decimal(total_students), total_dhg_hours, 4)
+        k["avg_students_per_class"] = k["students_per_class"]
+
         assert set(k) == set(KPI_COLUMNS)
         out[vid] = k
     return out
@@ -316,6 +335,9 @@ def budget_consolidation(raw: Raw) -> dict[tuple[UUID, str], dict[str, Any]]:
 
 
 # --------------------------------------------------------------------------- comparing
+
+KPI_VIEWS = ("mv_kpi_dashboard", "v_kpi_dashboard")
+CONSOLIDATION_VIEWS = ("mv_budget_consolidation", "v_budget_consolidation")
 
 
 def same(actual: Any, expected: Any) -> bool:
@@ -369,3 +391,38 @@ def diff_rows(
                     f"{label}: key {name(key)} column {col}: view={got!r} oracle={want!r}"
                 )
     return problems
+
+
+def assert_views_match_oracle(conn: psycopg.Connection):
+    """Both KPI views and both consolidation views (materialized and live), as they are
+    now (refresh first), equal the oracle: the same columns, rows and values.
+
+    Returns (raw rows, expected KPI rows, expected consolidation rows)."""
+    raw = load_raw(conn)
+    kpi = kpi_dashboard(raw)
+    cons = budget_consolidation(raw)
+    names = {v["id"]: f"version {v['name']!r}" for v in raw["budget_versions"]}
+    cons_names = {key: names[key[0]] for key in cons}
+
+    problems: list[str] = []
+    for views, expected, key, columns, describe in (
+        (KPI_VIEWS, kpi, ("budget_version_id",), KPI_COLUMNS, names),
+        (
+            CONSOLIDATION_VIEWS,
+            cons,
+            ("budget_version_id", "account_code"),
+            CONSOLIDATION_COLUMNS,
+            cons_names,
+        ),
+    ):
+        for view in views:
+            got_columns, rows = read_view(conn, view)
+            missing = sorted(set(columns) - set(got_columns))
+            extra = sorted(set(got_columns) - set(columns))
+            if missing or extra:
+                problems.append(f"{view}: columns missing {missing}, unexpected {extra}")
+            problems += diff_rows(view, rows, expected, key, describe)
+    assert not problems, f"{len(problems)} differences from the oracle:\n" + "\n".join(
+        problems[:60]
+    )
+    return raw, kpi, cons

@@ -1,15 +1,20 @@
 """Seeded random budget data for the view tests, inserted with executemany.
 
-Everything is deterministic for a seed (ids included). The data is shaped to hit
-the cases the KPI views get wrong: several one-to-many tables per version,
-versions with no rows or only some tables, soft-deleted versions and rows
-(including deleted rows sharing a unique key with a live row), zero students,
-zero revenue, account codes across every PCG prefix, and explicit updated_at
-values spread over a year (never two equal in practice: microsecond resolution).
+Everything is deterministic for a seed (ids included), and every row satisfies the
+source schema (migrations/versions/0001_source_schema.py: ids and timestamps given,
+every NOT NULL column filled, the CHECKs and the plain unique keys held). The data is
+shaped to hit the cases the KPI views get wrong: several one-to-many tables per
+version (several rows per account, across cycles and categories), versions with no
+rows or only some tables, soft-deleted versions and child rows (a soft-deleted row
+keeps its unique key, so its key is never a live row's), zero students, zero revenue
+(no revenue row, or revenue rows of 0), account codes across every PCG prefix, and
+explicit updated_at values spread over a year (never two equal in practice:
+microsecond resolution).
 """
 
 from __future__ import annotations
 
+import itertools
 import random
 import uuid
 from dataclasses import dataclass, field
@@ -39,7 +44,7 @@ REVENUE_ACCOUNTS = (
     "70610",
     "70620",
     "70800",
-    "70900",  # rebates: often negative
+    "70900",  # rebates (never negative: amount_sar >= 0)
     "74000",
     "75800",
     "76100",
@@ -72,6 +77,15 @@ OPERATING_ACCOUNTS = (
     "62600",
 )
 CAPEX_ACCOUNTS = ("20510", "21310", "21540", "21830", "21840", "21880")
+CAPEX_CATEGORIES = {
+    "20510": "software",
+    "21310": "building",
+    "21540": "equipment",
+    "21830": "it",
+    "21840": "furniture",
+    "21880": "equipment",
+}
+CAPEX_ITEMS = ("Laptops", "Projectors", "Desks", "Lab kit", "Licences", "Roof works")
 CONSOLIDATION_ACCOUNTS = (
     ("70110", "Scolarite T1", "revenue_tuition", True),
     ("70120", "Scolarite T2", "revenue_tuition", True),
@@ -225,6 +239,8 @@ class Generator:
         self.ref = ref
         self.rng = random.Random(seed)
         self.data = Dataset(seed)
+        # Versions whose revenue rows are all 0 (total revenue 0 with rows present).
+        self.zero_revenue: set[uuid.UUID] = set()
 
     # ---- small helpers
 
@@ -255,10 +271,18 @@ class Generator:
 
     def build(self, n_orgs: int = 3, years: tuple[int, ...] = (2025, 2026)) -> Dataset:
         for o in range(n_orgs):
-            org = {**self.common(), "code": f"ORG{self.data.seed}_{o}", "name": f"Ecole {o}"}
+            # organizations: (id, name, is_active), nothing else.
+            org = {"id": self.uid(), "name": f"Ecole {self.data.seed}-{o}", "is_active": True}
             self.data.rows["organizations"].append(org)
             for fy in years:
                 self.versions_for(org["id"], fy)
+            # At least one live version per school has revenue rows adding up to 0.
+            live = [
+                v
+                for v in self.data.rows["budget_versions"]
+                if v["organization_id"] == org["id"] and v["deleted_at"] is None
+            ]
+            self.zero_revenue.add(self.rng.choice(live)["id"])
         for v in self.data.rows["budget_versions"]:
             self.children(v)
         return self.data
@@ -267,8 +291,8 @@ class Generator:
         rng = self.rng
         statuses = ["working"] if rng.random() < 0.7 else []
         statuses += rng.sample(STATUSES[1:], rng.randint(1, 3))
-        # Soft-deleted versions, a deleted extra "working" one among them (allowed by the
-        # partial unique index next to the live working version).
+        # Soft-deleted versions, often an extra "working" one among them (nothing limits
+        # the working versions of an organization and year).
         deleted = [rng.choice(STATUSES) for _ in range(rng.randint(0, 2))]
         if rng.random() < 0.5:
             deleted.append("working")
@@ -295,6 +319,12 @@ class Generator:
 
     def children(self, v: dict[str, Any]) -> None:
         rng = self.rng
+        if v["id"] in self.zero_revenue:
+            self.revenue(v["id"], zero=True)
+            for build in self.builders:
+                if build != self.revenue and rng.random() < 0.75:
+                    build(v["id"])
+            return
         shape = rng.random()
         if shape < 0.12:
             return  # a version with no child rows at all
@@ -327,33 +357,27 @@ class Generator:
         keys: list[Any],
         make,
         only_deleted: bool,
-        p_deleted: float = 0.1,
-        dup_deleted: float = 0.25,
+        p_deleted: float = 0.15,
     ) -> None:
-        """Rows of a table with a unique key among non-deleted rows.
-
-        Each key gets one row (soft-deleted with probability p_deleted), and sometimes
-        extra soft-deleted rows sharing the key with it. ``make(key, deleted)``.
-        """
+        """One row per key of the table's unique key, soft-deleted with probability
+        ``p_deleted`` (every one when ``only_deleted``). The unique keys are plain: a
+        soft-deleted row keeps its key, so deleted and live rows of a version always have
+        distinct keys. ``make(key, deleted)`` gives the table's own columns."""
         rows = self.data.rows[table]
         for key in keys:
             deleted = only_deleted or self.maybe_deleted(p_deleted)
             rows.append({**self.common(deleted), **make(key, deleted)})
-            while self.rng.random() < dup_deleted:
-                rows.append({**self.common(True), **make(key, True)})
 
-    def _multi(self, table: str, n: int, make, only_deleted: bool) -> None:
-        """Rows of a table without unique key: several rows per account on purpose."""
-        rows = self.data.rows[table]
-        for _ in range(n):
-            rows.append({**self.common(only_deleted or self.maybe_deleted()), **make()})
+    def _some(self, choices: list[Any], low: int, high: int) -> list[Any]:
+        """Between ``low`` and ``high`` distinct choices (fewer if there are not enough)."""
+        return self.rng.sample(choices, min(len(choices), self.rng.randint(low, high)))
 
     # ---- one builder per table
 
     def enrollment(self, vid: uuid.UUID, only_deleted: bool = False) -> None:
         rng = self.rng
         pairs = [(lv, nat) for lv in self.ref.levels for nat in self.ref.nationalities]
-        keys = rng.sample(pairs, rng.randint(1, min(len(pairs), 20)))
+        keys = self._some(pairs, 1, 20)
         zero = rng.random() < 0.15  # a version with zero students in total
 
         def make(key, deleted):
@@ -363,17 +387,19 @@ class Generator:
                 "level_id": self.ref.levels[lv][0],
                 "nationality_type_id": self.ref.nationalities[nat],
                 "student_count": 0 if zero else rng.choice([0, rng.randint(1, 80)]),
+                "notes": None,
             }
 
         self._keyed("enrollment_plans", keys, make, only_deleted)
 
     def class_structures(self, vid: uuid.UUID, only_deleted: bool = False) -> None:
         rng = self.rng
-        keys = rng.sample(sorted(self.ref.levels), rng.randint(1, len(self.ref.levels)))
+        keys = self._some(sorted(self.ref.levels), 1, len(self.ref.levels))
 
         def make(lv, deleted):
             classes = rng.randint(1, 5)
-            students = rng.randint(0, 28 * classes)
+            # avg_class_size must lie in (0, 35]: 1 to 35 students per class.
+            students = rng.randint(classes, 35 * classes)
             atsem = lv in ("PS", "MS", "GS")
             return {
                 "budget_version_id": vid,
@@ -385,13 +411,15 @@ class Generator:
                 ),
                 "requires_atsem": atsem,
                 "atsem_count": rng.randint(0, classes) if atsem else 0,
+                "calculation_method": rng.choice(["target", "manual"]),
+                "notes": None,
             }
 
         self._keyed("class_structures", keys, make, only_deleted)
 
     def dhg(self, vid: uuid.UUID, only_deleted: bool = False) -> None:
         rng = self.rng
-        keys = rng.sample(sorted(self.ref.subjects), rng.randint(1, len(self.ref.subjects)))
+        keys = self._some(sorted(self.ref.subjects), 1, len(self.ref.subjects))
 
         def make(subj, deleted):
             hours = self.money(0, 150)
@@ -410,124 +438,159 @@ class Generator:
         self._keyed("dhg_teacher_requirements", keys, make, only_deleted)
 
     def teacher_allocations(self, vid: uuid.UUID, only_deleted: bool = False) -> None:
+        """Several rows per subject (across cycles and categories): the key is
+        (version, subject, cycle, category)."""
         rng = self.rng
-        subj = rng.sample(sorted(self.ref.subjects), 3)
-        cycles = sorted(self.ref.cycles)
-        cats = sorted(self.ref.categories)
+        subjects = rng.sample(sorted(self.ref.subjects), 3)
+        combos = list(
+            itertools.product(subjects, sorted(self.ref.cycles), sorted(self.ref.categories))
+        )
+        keys = self._some(combos, 1, 12)
 
-        def make():
+        def make(key, deleted):
+            subj, cyc, cat = key
             return {
                 "budget_version_id": vid,
-                "subject_id": self.ref.subjects[rng.choice(subj)],
-                "cycle_id": self.ref.cycles[rng.choice(cycles)],
-                "category_id": self.ref.categories[rng.choice(cats)],
-                "fte_count": self.money(0, 12),
+                "subject_id": self.ref.subjects[subj],
+                "cycle_id": self.ref.cycles[cyc],
+                "category_id": self.ref.categories[cat],
+                "fte_count": self.money(0, 12) or Decimal("0.01"),  # fte_count > 0
+                "notes": None,
             }
 
-        self._multi("teacher_allocations", rng.randint(1, 12), make, only_deleted)
+        self._keyed("teacher_allocations", keys, make, only_deleted)
 
-    def revenue(self, vid: uuid.UUID, only_deleted: bool = False) -> None:
+    def revenue(self, vid: uuid.UUID, only_deleted: bool = False, zero: bool | None = None) -> None:
         rng = self.rng
-        keys = rng.sample(REVENUE_ACCOUNTS, rng.randint(1, len(REVENUE_ACCOUNTS)))
-        amounts = {
-            k: self.money(-5_000, 100_000) if k == "70900" else self.money(0, 3_000_000)
-            for k in keys
-        }
-        # Amounts that cancel out: total revenue exactly 0 with rows present.
-        balanced = not only_deleted and rng.random() < 0.15
-        if balanced:
-            amounts[keys[-1]] = -sum(amounts[k] for k in keys[:-1]) if len(keys) > 1 else ZERO
+        keys = self._some(list(REVENUE_ACCOUNTS), 1, len(REVENUE_ACCOUNTS))
+        # Revenue rows all of 0: total revenue exactly 0 with rows present (amounts are
+        # never negative, so rows no longer cancel out).
+        if zero is None:
+            zero = not only_deleted and rng.random() < 0.15
 
         def make(code, deleted):
+            if deleted:
+                amount = self.money(1, 9_999_999)
+            elif zero:
+                amount = ZERO
+            else:
+                amount = self.money(0, 100_000) if code == "70900" else self.money(0, 3_000_000)
             return {
                 "budget_version_id": vid,
                 "account_code": code,
                 "description": f"Revenue {code}",
                 "category": "tuition" if code.startswith("701") else "other",
-                "amount_sar": self.money(1, 9_999_999) if deleted else amounts[code],
+                "amount_sar": amount,
+                "is_calculated": rng.random() < 0.5,
+                "calculation_driver": rng.choice([None, "enrollment"]),
                 "trimester": rng.choice([None, 1, 2, 3]),
+                "notes": None,
             }
 
-        # A balanced version keeps every key live (deleted duplicates still appear).
-        self._keyed("revenue_plans", keys, make, only_deleted, p_deleted=0 if balanced else 0.1)
+        # Zero revenue keeps every row live: rows present, total 0.
+        self._keyed("revenue_plans", keys, make, only_deleted, p_deleted=0 if zero else 0.15)
 
     def personnel(self, vid: uuid.UUID, only_deleted: bool = False) -> None:
+        """Several rows per account (across cycles and categories, some without either):
+        the key is (version, account, cycle, category)."""
         rng = self.rng
-        cats = [None, *sorted(self.ref.categories)]
-        cycles = [None, *sorted(self.ref.cycles)]
+        accounts = self._some(list(PERSONNEL_ACCOUNTS), 1, 5)
+        combos = list(
+            itertools.product(
+                accounts, [None, *sorted(self.ref.cycles)], [None, *sorted(self.ref.categories)]
+            )
+        )
+        keys = self._some(combos, 1, 15)
 
-        def make():
+        def make(key, deleted):
+            code, cyc, cat = key
             fte = self.money(0, 20)
             unit = self.money(50_000, 400_000)
-            cat = rng.choice(cats)
-            cyc = rng.choice(cycles)
             return {
                 "budget_version_id": vid,
-                "account_code": rng.choice(PERSONNEL_ACCOUNTS),
-                "description": "Personnel",
+                "account_code": code,
+                "description": f"Personnel {code}",
                 "category_id": self.ref.categories[cat] if cat else None,
                 "cycle_id": self.ref.cycles[cyc] if cyc else None,
                 "fte_count": fte,
                 "unit_cost_sar": unit,
                 "total_cost_sar": (fte * unit).quantize(Decimal("0.01"), ROUND_HALF_UP),
+                "is_calculated": rng.random() < 0.5,
+                "calculation_driver": None,
+                "notes": None,
             }
 
-        self._multi("personnel_cost_plans", rng.randint(1, 15), make, only_deleted)
+        self._keyed("personnel_cost_plans", keys, make, only_deleted)
 
     def operating(self, vid: uuid.UUID, only_deleted: bool = False) -> None:
         rng = self.rng
+        keys = self._some(list(OPERATING_ACCOUNTS), 1, len(OPERATING_ACCOUNTS))
 
-        def make():
+        def make(code, deleted):
             return {
                 "budget_version_id": vid,
-                "account_code": rng.choice(OPERATING_ACCOUNTS),
-                "description": "Operating",
+                "account_code": code,
+                "description": f"Operating {code}",
                 "category": rng.choice(["supplies", "utilities", "maintenance", "other"]),
                 "amount_sar": self.money(0, 500_000),
+                "is_calculated": rng.random() < 0.5,
+                "calculation_driver": None,
+                "notes": None,
             }
 
-        self._multi("operating_cost_plans", rng.randint(1, 10), make, only_deleted)
+        self._keyed("operating_cost_plans", keys, make, only_deleted)
 
     def capex(self, vid: uuid.UUID, only_deleted: bool = False) -> None:
+        """Several rows per account (different items): the key is (version, account,
+        description)."""
         rng = self.rng
+        accounts = self._some(list(CAPEX_ACCOUNTS), 1, 3)
+        keys = self._some(list(itertools.product(accounts, CAPEX_ITEMS)), 1, 6)
 
-        def make():
+        def make(key, deleted):
+            code, item = key
             qty = rng.randint(1, 40)
             unit = self.money(100, 50_000)
             return {
                 "budget_version_id": vid,
-                "account_code": rng.choice(CAPEX_ACCOUNTS),
-                "description": "Capex",
+                "account_code": code,
+                "description": f"{item} ({code})",
+                "category": CAPEX_CATEGORIES[code],
                 "quantity": qty,
                 "unit_cost_sar": unit,
                 "total_cost_sar": qty * unit,
-                "depreciation_years": rng.choice([3, 5, 10, 20]),
                 "acquisition_date": date(2025, rng.randint(1, 12), rng.randint(1, 28)),
+                "useful_life_years": rng.choice([1, 3, 5, 10, 20, 50]),
+                "notes": None,
             }
 
-        self._multi("capex_plans", rng.randint(1, 6), make, only_deleted)
+        self._keyed("capex_plans", keys, make, only_deleted)
 
     def consolidations(self, vid: uuid.UUID, only_deleted: bool = False) -> None:
         rng = self.rng
         by_code = {code: (name, cat, rev) for code, name, cat, rev in CONSOLIDATION_ACCOUNTS}
-        keys = rng.sample(sorted(by_code), rng.randint(1, len(by_code)))
+        keys = self._some(sorted(by_code), 1, len(by_code))
 
         def make(code, deleted):
             name, cat, rev = by_code[code]
             if deleted and rng.random() < 0.6:  # deleted rows often carry other labels
                 name, cat, rev = f"{name} (old)", rng.choice(CATEGORIES), not rev
+            # A revenue amount is never negative; another account's may be (a credit).
+            amount = self.money(0, 5_000_000) if rev else self.money(-1000, 5_000_000)
             return {
                 "budget_version_id": vid,
                 "account_code": code,
                 "account_name": name,
                 "consolidation_category": cat,
                 "is_revenue": rev,
-                "amount_sar": self.money(-1000, 5_000_000),
+                "amount_sar": amount,
                 "source_table": "revenue_plans" if rev else "personnel_cost_plans",
                 "source_count": rng.randint(0, 30),
+                "is_calculated": rng.random() < 0.5,
+                "notes": None,
             }
 
-        self._keyed("budget_consolidations", keys, make, only_deleted, dup_deleted=0.4)
+        self._keyed("budget_consolidations", keys, make, only_deleted)
 
 
 def generate(conn: psycopg.Connection, seed: int, n_orgs: int = 3) -> Dataset:

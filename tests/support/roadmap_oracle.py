@@ -4,7 +4,10 @@ Nothing here runs the views' SQL: the rows come from ``SELECT *`` of each table 
 functions follow docs/views.md literally with ``decimal.Decimal`` arithmetic (rounding
 half away from zero, as PostgreSQL's ``round(numeric, n)``). mv_financial_ratios reads
 mv_kpi_dashboard; here its version totals come from the independent KPI oracle
-(tests/db/kpi_oracle.py), never from the database's view.
+(tests/support/kpi_oracle.py), never from the database's view.
+
+Reference rows (cycles, levels, nationalities, subjects, teacher categories) have no
+soft delete: every one exists; only versions and their child rows can be soft-deleted.
 """
 
 from __future__ import annotations
@@ -143,9 +146,9 @@ def approved_versions(raw: Raw) -> dict[tuple[UUID, int], dict[str, Any]]:
 def enrollment_trends(raw: Raw) -> dict[tuple[UUID, UUID, UUID], dict[str, Any]]:
     """Expected rows of mv_enrollment_trends, keyed by (version, level, nationality)."""
     approved = approved_versions(raw)
-    cycles = {c["id"]: c["code"] for c in live(raw["academic_cycles"])}
-    levels = live(raw["academic_levels"])
-    nationalities = live(raw["nationality_types"])
+    cycles = {c["id"]: c["code"] for c in raw["academic_cycles"]}
+    levels = raw["academic_levels"]
+    nationalities = raw["nationality_types"]
 
     counts: dict[tuple[UUID, UUID, UUID], int] = defaultdict(int)
     for e in live(raw["enrollment_plans"]):
@@ -195,8 +198,8 @@ def financial_ratios(raw: Raw) -> dict[UUID, dict[str, Any]]:
 
     Version totals from the KPI oracle; the per-cycle split from the raw rows."""
     totals = kpi.kpi_dashboard(raw)
-    cycle_code = {c["id"]: c["code"] for c in live(raw["academic_cycles"])}
-    level_cycle = {lv["id"]: cycle_code.get(lv["cycle_id"]) for lv in live(raw["academic_levels"])}
+    cycle_code = {c["id"]: c["code"] for c in raw["academic_cycles"]}
+    level_cycle = {lv["id"]: cycle_code.get(lv["cycle_id"]) for lv in raw["academic_levels"]}
 
     students: dict[UUID, dict[str, int]] = defaultdict(lambda: dict.fromkeys(CYCLES, 0))
     for e in live(raw["enrollment_plans"]):
@@ -259,8 +262,8 @@ def financial_ratios(raw: Raw) -> dict[UUID, dict[str, Any]]:
 def workforce_utilization(raw: Raw) -> dict[tuple[UUID, UUID], dict[str, Any]]:
     """Expected rows of mv_workforce_utilization, keyed by (budget_version_id, subject_id)."""
     versions = {v["id"]: v for v in live(raw["budget_versions"])}
-    subjects = {s["id"]: s for s in live(raw["subjects"])}
-    category = {c["id"]: c["code"] for c in live(raw["teacher_categories"])}
+    subjects = {s["id"]: s for s in raw["subjects"]}
+    category = {c["id"]: c["code"] for c in raw["teacher_categories"]}
 
     required: dict[tuple[UUID, UUID], list[dict[str, Any]]] = defaultdict(list)
     for r in live(raw["dhg_teacher_requirements"]):

@@ -7,7 +7,6 @@ dropped on the way out, also on Ctrl-C or an error, unless the caller keeps it.
 from __future__ import annotations
 
 import contextlib
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -52,10 +51,10 @@ def _drop(admin_url: str, name: str, say: Callable[[str], None]) -> None:
 
 def admin_url_from_environment() -> tuple[str, bool]:
     """The server to work on: DATABASE_URL's, else the embedded one (started here)."""
+    from efir_pipeline.core import settings
     from efir_pipeline.core.db import embedded
-    from efir_pipeline.core.settings import validate_url
 
-    configured = os.environ.get("DATABASE_URL", "").strip()
+    configured = settings.current().database_url
     if configured:
-        return validate_url(configured), False
+        return configured, False
     return embedded.start(database="postgres"), True

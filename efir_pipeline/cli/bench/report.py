@@ -136,7 +136,7 @@ def server_facts(url: str) -> dict:
         facts["views"] = {}
         for v in catalog.resolve_views():
             rows, size = conn.execute(
-                sql.SQL("SELECT count(*), pg_total_relation_size({}) FROM {}").format(
+                sql.SQL("SELECT count(*), pg_total_relation_size({}::regclass) FROM {}").format(
                     sql.Literal(v.qualified_name), sql.Identifier(SCHEMA, v.name)
                 )
             ).fetchone()

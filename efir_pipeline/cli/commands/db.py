@@ -6,7 +6,7 @@ import sys
 
 from efir_pipeline.cli.output import render
 from efir_pipeline.core import settings
-from efir_pipeline.core.db import migrate, roles
+from efir_pipeline.core.db import adopt, migrate, roles
 from efir_pipeline.core.db.connection import connection, database_url
 
 
@@ -24,17 +24,26 @@ def register(commands) -> None:
     )
     stamp.add_argument("revision")
     stamp.set_defaults(handler=stamp_revision)
+    adopt_db = actions.add_parser(
+        "adopt",
+        help="install on the budget app's own database: check what the views need, record "
+        "the app's tables as present, apply the rest (its two old views are replaced and kept "
+        "for a downgrade); a no-op the second time",
+    )
+    adopt_db.set_defaults(handler=adopt_database)
     current = actions.add_parser("current", help="show the applied and the latest revision")
     current.set_defaults(handler=show_current)
     role = actions.add_parser(
         "roles",
-        help="create the pipeline, dashboard and app roles and set least privileges (idempotent; "
+        help="create the pipeline, dashboard, app and capture roles and set least privileges "
+        "(idempotent; "
         "run as the migration owner after every upgrade)",
     )
     role.add_argument("--dry-run", action="store_true", help="print the SQL, change nothing")
     role.add_argument("--pipeline-role", help="default: EFIR_ROLE_PIPELINE or efir_pipeline")
     role.add_argument("--dashboard-role", help="default: EFIR_ROLE_DASHBOARD or efir_dashboard")
     role.add_argument("--app-role", help="default: EFIR_ROLE_APP or efir_app")
+    role.add_argument("--capture-role", help="default: EFIR_ROLE_CAPTURE or efir_capture")
     role.add_argument(
         "--nologin",
         action="store_true",
@@ -46,6 +55,24 @@ def register(commands) -> None:
 def upgrade(args) -> int:
     migrate.upgrade(database_url(), args.revision)
     print(f"database at revision {migrate.current_revision(database_url())}")
+    return 0
+
+
+def adopt_database(args) -> int:
+    done = adopt.adopt(database_url())
+    if not done.applied:
+        print(f"already adopted: the database is at revision {done.after}; nothing to do")
+        return 0
+    print(f"database at revision {done.after} (was {done.before or 'the budget app alone'})")
+    for view in done.replaced:
+        print(f"replaced the budget app's {view} (kept: db downgrade base restores it)")
+    if not done.event_triggers:
+        print(
+            "note: REFRESHes run outside efir-pipeline are not recorded: creating the event "
+            "triggers needs a superuser (see docs/adopting.md)",
+            file=sys.stderr,
+        )
+    print("next: efir-pipeline db roles, then efir-pipeline refresh")
     return 0
 
 
@@ -74,6 +101,7 @@ def set_roles(args) -> int:
         pipeline=args.pipeline_role,
         dashboard=args.dashboard_role,
         app=args.app_role,
+        capture=args.capture_role,
     )
     script, text = roles.apply(database_url(), names, login=not args.nologin, dry_run=args.dry_run)
     if args.dry_run:
@@ -83,7 +111,7 @@ def set_roles(args) -> int:
         print(f"note: {note}", file=sys.stderr)
     with connection(autocommit=True) as conn:
         matrix = roles.privilege_matrix(conn, names)
-    print(render(matrix, ("object", "kind", "pipeline", "dashboard", "app")))
+    print(render(matrix, ("object", "kind", *roles.KINDS)))
     created = ", ".join(script.created) or "none"
     print(
         f"{len(script.statements)} statements applied; roles created: {created}. "

@@ -223,15 +223,16 @@ def _privileges(inventory: roles.Inventory) -> list[str]:
         "## Privileges (`efir-pipeline db roles`)",
         "",
         f"The design `efir-pipeline db roles` applies, with the default role names "
-        f"`{names.pipeline}`, `{names.dashboard}` and `{names.app}` "
-        "(`EFIR_ROLE_PIPELINE`, `EFIR_ROLE_DASHBOARD`, `EFIR_ROLE_APP`). `owner` means "
+        f"`{names.pipeline}`, `{names.dashboard}`, `{names.app}` and `{names.capture}` "
+        "(`EFIR_ROLE_PIPELINE`, `EFIR_ROLE_DASHBOARD`, `EFIR_ROLE_APP`, `EFIR_ROLE_CAPTURE`; "
+        "the capture role never logs in). `owner` means "
         "REFRESH, ALTER and DROP; `-` means nothing. tests/core/db/test_roles.py proves it by "
         "logging in as each role.",
         "",
         *table(
-            ("object", "kind", "pipeline", "dashboard", "app"),
+            ("object", "kind", *roles.KINDS),
             [
-                (f"`{r['object']}`", r["kind"], r["pipeline"], r["dashboard"], r["app"])
+                (f"`{r['object']}`", r["kind"], *(r[k] for k in roles.KINDS))
                 for r in roles.intended_matrix(inventory)
             ],
         ),

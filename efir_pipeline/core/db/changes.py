@@ -1,10 +1,12 @@
-"""The change log (migration 0004): what a view does not reflect yet, and pruning.
+"""The change log: what a view does not reflect yet, and pruning.
 
 Dagster-free, so the sensors, the freshness check, the CLI and the tests share it.
 
-"Reflected" has one meaning everywhere: a change (one ``change_log`` row) is reflected
-by a refresh when the writing transaction is visible in the snapshot the refresh
-recorded right before its REFRESH statement (``mv_refresh_log.reflected_snapshot``).
+"Reflected" has one meaning everywhere, and one definition, in SQL
+(``efir_budget.is_reflected``, used by ``efir_budget.outstanding_changes`` which this
+module reads): a change is reflected by a refresh when the writing transaction is
+visible in the snapshot the refresh recorded right before its REFRESH statement
+(``mv_refresh_log.reflected_snapshot``).
 Change ids are not a watermark: they are handed out when a statement runs, not when
 its transaction commits, so a lower id can become visible after a higher one.
 A snapshot says exactly which transactions a reader saw, so it serves as the cursor
@@ -22,7 +24,7 @@ from datetime import datetime
 import psycopg
 from psycopg.rows import dict_row
 
-from efir_pipeline.core.catalog import VIEWS, ManagedView, views_reading
+from efir_pipeline.core.catalog import ManagedView
 from efir_pipeline.core.rules import (
     Change,
     Classified,
@@ -35,22 +37,6 @@ from efir_pipeline.core.values import Duration
 
 _SNAPSHOT = re.compile(r"^(\d+):(\d+):([\d,]*)$")
 LEVEL_COUNT_FALLBACK = 15
-
-
-def tables_for(view: ManagedView) -> list[str]:
-    """The tables whose changes make ``view`` stale: those ``views_reading`` maps to it."""
-    tables = dict.fromkeys(t for v in VIEWS for t in v.source_tables)
-    return [t for t in tables if view.name in {v.name for v in views_reading(t)}]
-
-
-def snapshot_xmin(snapshot: str | None) -> int:
-    """The xmin of a ``pg_snapshot`` text (``xmin:xmax:xip,...``); 0 for none."""
-    if not snapshot:
-        return 0
-    match = _SNAPSHOT.match(snapshot.strip())
-    if not match:
-        raise ValueError(f"not a pg_snapshot: {snapshot!r}")
-    return int(match.group(1))
 
 
 def is_snapshot(text: object) -> bool:
@@ -83,20 +69,16 @@ class ChangeRead:
     views: dict[str, Outstanding]
 
 
+# The outstanding changes of a view (efir_budget.outstanding_changes: the one "reflected"
+# rule), counted, and those that may be above low priority fetched.
 _OUTSTANDING = """
-WITH o AS (
-    SELECT c.*, sum(c.rows_affected) OVER (PARTITION BY c.txid, c.table_name)::bigint AS txn_rows
-    FROM efir_budget.change_log c
-    WHERE c.table_name = ANY(%(tables)s)
-      AND c.txid >= %(floor)s
-      AND NOT coalesce(pg_visible_in_snapshot(c.txid::text::xid8, %(reflected)s::pg_snapshot), false)
-      AND NOT coalesce(pg_visible_in_snapshot(c.txid::text::xid8, %(requested)s::pg_snapshot), false)
+WITH o AS MATERIALIZED (
+    SELECT * FROM efir_budget.outstanding_changes(%(view)s, %(requested)s::pg_snapshot)
 ), summary AS (
     SELECT count(*) AS n, max(id) AS max_id FROM o
 )
 SELECT s.n, s.max_id, o.id, o.table_name, o.budget_version_id, o.operation, o.rows_affected,
-       o.old_status::text AS old_status, o.new_status::text AS new_status, o.level_ids, o.txid,
-       o.changed_at, o.txn_rows
+       o.old_status, o.new_status, o.level_ids, o.txid, o.changed_at, o.txn_rows
 FROM summary s
 LEFT JOIN o ON {may_be_above_low}
 ORDER BY o.id
@@ -118,14 +100,12 @@ def read_outstanding(
     """
     with conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        snapshot, now, levels = conn.execute(
-            """SELECT pg_current_snapshot()::text, now(),
-                      (SELECT count(*) FROM efir_budget.academic_levels WHERE deleted_at IS NULL)"""
-        ).fetchone()
+        snapshot, now = conn.execute("SELECT pg_current_snapshot()::text, now()").fetchone()
+        levels = level_count(conn)
         out = {}
         for view in views:
             out[view.name] = _outstanding(conn, view, requested.get(view.name), rules)
-    return ChangeRead(snapshot, now, int(levels) or LEVEL_COUNT_FALLBACK, out)
+    return ChangeRead(snapshot, now, levels, out)
 
 
 def _outstanding(
@@ -134,14 +114,7 @@ def _outstanding(
     reflected = conn.execute(
         "SELECT efir_budget.last_reflected_snapshot(%s)::text", (view.name,)
     ).fetchone()[0]
-    params = {
-        "tables": tables_for(view),
-        # Every transaction older than a snapshot's xmin had ended when it was taken.
-        "floor": max(snapshot_xmin(reflected), snapshot_xmin(requested)),
-        "reflected": reflected,
-        "requested": requested,
-        **sql_parameters(rules),
-    }
+    params = {"view": view.name, "requested": requested, **sql_parameters(rules)}
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(
             _OUTSTANDING.format(may_be_above_low=may_be_above_low_sql()), params
@@ -170,10 +143,7 @@ def unreflected_changes(conn: psycopg.Connection, view: ManagedView) -> list[Cha
     """Every change the view's last successful refresh does not reflect (oldest first)."""
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(
-            """SELECT id, table_name, budget_version_id, operation, rows_affected,
-                      old_status::text AS old_status, new_status::text AS new_status,
-                      level_ids, txid, changed_at, txn_rows
-               FROM efir_budget.unreflected_changes(%s)""",
+            "SELECT * FROM efir_budget.outstanding_changes(%s, NULL)",
             (view.name,),
         ).fetchall()
     return [_change(r) for r in rows]
@@ -181,9 +151,7 @@ def unreflected_changes(conn: psycopg.Connection, view: ManagedView) -> list[Cha
 
 def level_count(conn: psycopg.Connection) -> int:
     """Live academic levels: the denominator of the "share of a version's levels" rule."""
-    levels = conn.execute(
-        "SELECT count(*) FROM efir_budget.academic_levels WHERE deleted_at IS NULL"
-    ).fetchone()[0]
+    levels = conn.execute("SELECT count(*) FROM efir_budget.academic_levels").fetchone()[0]
     return int(levels) or LEVEL_COUNT_FALLBACK
 
 

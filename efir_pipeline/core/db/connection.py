@@ -7,14 +7,30 @@ from contextlib import contextmanager
 from functools import cache
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from efir_pipeline.core import settings
 from efir_pipeline.core.db import embedded
-from efir_pipeline.core.db.urls import describe_target, redact
+from efir_pipeline.core.db.urls import describe_target, redact, with_driver
 from efir_pipeline.core.errors import DatabaseUnavailable
 
 APPLICATION_NAME = "efir-pipeline"
 CONNECT_TIMEOUT_S = 5
+SEARCH_PATH = "pg_catalog, pg_temp"
+"""Every session of ours resolves names in pg_catalog only (pg_temp last, for relations):
+our SQL qualifies everything else, so nothing another role creates in ``public`` or in
+a schema of its own can stand in for a built-in function inside a refresh."""
+
+
+def session_options(url: str) -> str:
+    """The URL's own libpq ``options`` with the pinned search_path added."""
+    try:
+        given = conninfo_to_dict(with_driver(url, "x").replace("postgresql+x", "postgresql"))
+        given = given.get("options") or ""
+    except psycopg.ProgrammingError:
+        given = ""
+    pinned = "-c search_path=" + SEARCH_PATH.replace(" ", "").replace(",", "\\,")
+    return f"{given} {pinned}".strip()
 
 
 @cache
@@ -28,6 +44,7 @@ def connect(url: str | None = None, *, autocommit: bool = False, **kwargs) -> ps
     try:
         return psycopg.connect(
             url,
+            options=session_options(url),
             autocommit=autocommit,
             connect_timeout=CONNECT_TIMEOUT_S,
             application_name=APPLICATION_NAME,

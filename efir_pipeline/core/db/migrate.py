@@ -57,7 +57,21 @@ def _alembic(url: str) -> Iterator[Config]:
 
 def upgrade(url: str, revision: str = "head") -> None:
     with _alembic(url) as cfg:
+        _refuse_the_apps_database(url)
         command.upgrade(cfg, revision)
+
+
+def _refuse_the_apps_database(url: str) -> None:
+    """A database with the budget app's tables and no revision of ours is adopted, not
+    upgraded: the first revision would try to create those tables."""
+    from efir_pipeline.core.db import source_schema
+
+    with connect(url, autocommit=True) as conn:
+        if applied(conn) is None and source_schema.present_tables(conn):
+            raise MigrationsNotApplied(
+                f"the database {describe_target(url)} already has the budget app's tables: "
+                "run `efir-pipeline db adopt` (not db upgrade)"
+            )
 
 
 def downgrade(url: str, revision: str) -> None:

@@ -1,20 +1,25 @@
 """The refresh engine: one materialized view, refreshed safely, recorded once.
 
-Guarantees (see PIPELINE.md):
+Guarantees:
 
 - readers are never blocked: CONCURRENTLY, except when the view was never populated;
-- no two refreshes of one view at once: a per-view transaction-level advisory lock;
-  a caller that arrives during a refresh waits for it and then refreshes once more,
-  unless a refresh that *started after its request* has already succeeded, in which
-  case its changes are already reflected and it records ``coalesced`` instead of
-  stacking a duplicate refresh;
+- no two refreshes of one view at once: the view's row of ``efir_budget.refresh_state``
+  is locked for the whole refresh (only the pipeline may lock it: a reader cannot stall
+  refreshes, as it could any advisory lock key);
+- a caller that arrives during a refresh waits for it and then refreshes once more,
+  unless a refresh that *started after its request* has already succeeded: then its
+  changes are reflected and it records ``coalesced`` instead of stacking a duplicate.
+  "Started after" is read from the view's refresh counter, never from a clock: two
+  successes after the request was made mean the second one started after it;
 - nothing waits forever: ``lock_timeout`` and ``statement_timeout`` are set locally;
-- a failure rolls back (PostgreSQL keeps the previous contents) and is recorded.
+- a failure rolls back (PostgreSQL keeps the previous contents) and is recorded, on a
+  new connection when the refresh's own was lost;
+- every session runs with ``search_path = pg_catalog, pg_temp`` (see connection.py).
 
 The success row in ``mv_refresh_log`` commits in the same transaction as the refresh,
 so the history can never claim a refresh that did not happen.
 
-Views of catalog strategy ``per_version`` (migration 0007) are refreshed by the same
+Views of catalog strategy ``per_version`` are refreshed by the same
 ``REFRESH ... CONCURRENTLY``; their defining query recomputes only the versions with
 changes the cache has not synced, and the engine syncs the cache in the same
 transaction (``efir_pipeline.core.db.incremental``). ``full=True`` (the nightly schedule,
@@ -37,14 +42,18 @@ from efir_pipeline.core.catalog import SCHEMA, ManagedView
 from efir_pipeline.core.db import incremental
 from efir_pipeline.core.db.connection import connect
 from efir_pipeline.core.db.migrate import require_current
+from efir_pipeline.core.errors import EfirError
 from efir_pipeline.core.settings import Settings
 from efir_pipeline.core.settings import current as current_settings
 from efir_pipeline.core.values import PG_TIMEOUT, Duration
 
 log = logging.getLogger(__name__)
 
-# pg_advisory_xact_lock(int4, int4): our namespace, then hashtext of the view's name.
-ADVISORY_NAMESPACE = 0x45464952  # "EFIR"
+_GENERATIONS = (
+    "SELECT generation, full_generation FROM efir_budget.refresh_state WHERE view_name = %s"
+)
+TURN = _GENERATIONS + " FOR UPDATE"
+"""Taking a view's turn: its refresh_state row's lock (the statement tests wait on)."""
 
 # Session settings (transaction-local) of a per_version refresh. jit: the scope holds the
 # whole live query in a branch that an incremental refresh does not run, and its cost
@@ -103,12 +112,6 @@ class RefreshResult:
         return asdict(self)
 
 
-def advisory_key(view: ManagedView) -> sql.Composed:
-    return sql.SQL("{}, hashtext({})").format(
-        sql.Literal(ADVISORY_NAMESPACE), sql.Literal(view.qualified_name)
-    )
-
-
 @dataclass(frozen=True)
 class RefreshSettings:
     """How long a refresh may wait and run (``EFIR_*_TIMEOUT``; the resource may override)."""
@@ -145,6 +148,8 @@ class _Attempt:
     full: bool
     requested_at: datetime
     started: float
+    generations: tuple[int, int]
+    """The view's (generation, full_generation) when the request was made."""
     waiting: bool = True
     """Still waiting for the view's turn (a failure then is the wait's, not the refresh's)."""
     wait_seconds: float = 0.0
@@ -177,7 +182,9 @@ def refresh_view(
     # Autocommit, so each ``conn.transaction()`` below is a real transaction, not a savepoint.
     with connect(url, autocommit=True) as conn:
         require_current(conn)
-        return _refresh(conn, view, settings, wait=wait, trigger=trigger, run_id=run_id, full=full)
+        return _refresh(
+            conn, view, settings, wait=wait, trigger=trigger, run_id=run_id, full=full, url=url
+        )
 
 
 def _refresh(
@@ -189,14 +196,16 @@ def _refresh(
     trigger: str,
     run_id: str | None,
     full: bool = False,
+    url: str | None = None,
 ) -> RefreshResult:
     requested_at = conn.execute("SELECT clock_timestamp()").fetchone()[0]
-    attempt = _Attempt(view, trigger, run_id, full, requested_at, time.monotonic())
+    generations = _generations(conn, view)
+    attempt = _Attempt(view, trigger, run_id, full, requested_at, time.monotonic(), generations)
     try:
         with conn.transaction():
-            _wait_for_turn(conn, attempt, settings, wait=wait)
+            now = _wait_for_turn(conn, attempt, settings, wait=wait)
             _set_timeouts(conn, settings.lock_timeout, settings.statement_timeout)
-            if _refreshed_since(conn, view, requested_at, full=full):
+            if _served_since_request(attempt, now):
                 raise _Coalesced
             result = _refresh_and_record(conn, attempt)
         log.info(
@@ -208,16 +217,20 @@ def _refresh(
     except (_Busy, _Coalesced) as marker:
         outcome = "skipped" if isinstance(marker, _Busy) else "coalesced"
         error = "another refresh of this view is running" if outcome == "skipped" else None
-        return _record_outside(conn, attempt, outcome, error, transient=False)
+        return _record_outside(conn, attempt, outcome, error, transient=False, url=url)
     except psycopg.Error as exc:
         if attempt.waiting:
             attempt.wait_seconds = time.monotonic() - attempt.started
         elif attempt.t0 is not None and not attempt.duration:
             attempt.duration = time.monotonic() - attempt.t0
-        transient = is_transient(exc) or attempt.waiting  # the other refresh will end
+        # Waiting ran out: the other refresh will end. Refused its turn: it won't help.
+        waited_out = attempt.waiting and isinstance(
+            exc, errors.LockNotAvailable | errors.QueryCanceled
+        )
+        transient = is_transient(exc) or waited_out
         message = _describe(exc, settings, waiting=attempt.waiting)
         log.warning("refresh of %s failed: %s", view.name, message)
-        return _record_outside(conn, attempt, "failed", message, transient=transient)
+        return _record_outside(conn, attempt, "failed", message, transient=transient, url=url)
 
 
 def _set_timeouts(conn: psycopg.Connection, lock: Duration, statement: Duration) -> None:
@@ -225,24 +238,48 @@ def _set_timeouts(conn: psycopg.Connection, lock: Duration, statement: Duration)
     conn.execute("SELECT set_config('statement_timeout', %s, true)", (statement.postgres(),))
 
 
+def _generations(conn: psycopg.Connection, view: ManagedView) -> tuple[int, int]:
+    row = conn.execute(_GENERATIONS, (view.name,)).fetchone()
+    if row is None:
+        raise EfirError(
+            f"{view.name} has no row in efir_budget.refresh_state: the database does not have "
+            "this view's migration (run `efir-pipeline db upgrade`)"
+        )
+    return row
+
+
 def _wait_for_turn(
     conn: psycopg.Connection, attempt: _Attempt, settings: RefreshSettings, *, wait: bool
-) -> None:
-    """Take the view's lock (one refresh per view at a time), or raise _Busy.
+) -> tuple[int, int]:
+    """Take the view's turn (its refresh_state row lock), or raise _Busy; return its
+    counters as they are now.
 
     Waiting is bounded by the wait timeout alone (a role's own statement_timeout must
     not cut it short and pass for a refresh timeout).
     """
     _set_timeouts(conn, settings.wait_timeout, settings.wait_timeout)
-    key = advisory_key(attempt.view)
-    if wait:
-        conn.execute(sql.SQL("SELECT pg_advisory_xact_lock({})").format(key))
-    elif not conn.execute(sql.SQL("SELECT pg_try_advisory_xact_lock({})").format(key)).fetchone()[
-        0
-    ]:
-        raise _Busy
+    try:
+        now = conn.execute(TURN + ("" if wait else " NOWAIT"), (attempt.view.name,)).fetchone()
+    except errors.LockNotAvailable:
+        if wait:
+            raise
+        raise _Busy from None
     attempt.wait_seconds = time.monotonic() - attempt.started
     attempt.waiting = False
+    return now
+
+
+def _served_since_request(attempt: _Attempt, now: tuple[int, int]) -> bool:
+    """Whether a refresh that started after the request has succeeded since.
+
+    Two successes since the request: the second took its turn after the first ended,
+    hence after the request. One may have been running already when the request came:
+    it may not have seen the request's changes. A full request needs full refreshes.
+    """
+    (generation, full_generation), (before, full_before) = now, attempt.generations
+    if attempt.full:
+        return full_generation >= full_before + 2
+    return generation >= before + 2
 
 
 def _refresh_and_record(conn: psycopg.Connection, attempt: _Attempt) -> RefreshResult:
@@ -263,11 +300,13 @@ def _refresh_and_record(conn: psycopg.Connection, attempt: _Attempt) -> RefreshR
     if view.incremental and _may_refresh(conn, view):
         _incremental_settings(conn)
         scope = incremental.prepare(conn, view, full=attempt.full)
+    # The event trigger that records REFRESHes run outside the engine: not this one.
+    conn.execute("SELECT set_config('efir.engine_refresh', 'on', true)")
     attempt.t0 = time.monotonic()
     conn.execute(statement)
     attempt.duration = time.monotonic() - attempt.t0
     row_count, size_bytes = conn.execute(
-        sql.SQL("SELECT (SELECT count(*) FROM {}), pg_total_relation_size({})").format(
+        sql.SQL("SELECT (SELECT count(*) FROM {}), pg_total_relation_size({}::regclass)").format(
             ident, sql.Literal(view.qualified_name)
         )
     ).fetchone()
@@ -275,6 +314,13 @@ def _refresh_and_record(conn: psycopg.Connection, attempt: _Attempt) -> RefreshR
         incremental.sync(conn, view, scope)
     mode = incremental.FULL if scope is None or attempt.full else incremental.INCREMENTAL
     recomputed = scope.recomputed if scope is not None else None
+    conn.execute(
+        """UPDATE efir_budget.refresh_state
+           SET generation = generation + 1,
+               full_generation = full_generation + CASE WHEN %s THEN 1 ELSE 0 END
+           WHERE view_name = %s""",
+        (mode == incremental.FULL, view.name),
+    )
     log_id, finished_at = _record(
         conn, view, outcome="success", trigger=attempt.trigger, run_id=attempt.run_id,
         requested_at=attempt.requested_at, snapshot_at=snapshot_at,
@@ -298,62 +344,19 @@ class _Coalesced(Exception):
 
 
 def _reflection_point(conn: psycopg.Connection, view: ManagedView) -> dict:
-    """What this refresh will reflect, for the change log (migration 0004) when present.
+    """What this refresh will reflect (``efir_budget.reflection_point``).
 
     Taken in its own statement right before REFRESH, whose snapshot is taken later and
     so sees at least as much: a change whose transaction is visible here is reflected.
-    A view that reads other managed views (``depends_on``) reflects a change to their
-    tables only as far as their last refresh did, so the earliest of its own snapshot
-    and theirs is recorded (snapshots taken at different times are nested; NULL when an
-    upstream view has no recorded snapshot: then nothing is claimed). The highest
-    change id visible in it is recorded too, but is no watermark (a lower id can commit
-    later).
+    For a view reading other managed views the function returns the earliest of this
+    snapshot and theirs (NULL when one was never refreshed: nothing is claimed).
     """
     snapshot, max_id = conn.execute(
-        """WITH snaps AS (
-               SELECT pg_current_snapshot() AS s
-               UNION ALL
-               SELECT (SELECT l.reflected_snapshot FROM efir_budget.mv_refresh_log l
-                       WHERE l.view_name = u.name AND l.outcome = 'success'
-                       ORDER BY l.snapshot_at DESC LIMIT 1)
-               FROM unnest(%s::text[]) AS u(name)
-           ), chosen AS (
-               SELECT CASE WHEN bool_and(s IS NOT NULL) THEN
-                          (SELECT s FROM snaps
-                           ORDER BY pg_snapshot_xmax(s), (SELECT count(*) FROM pg_snapshot_xip(s)) DESC
-                           LIMIT 1)
-                      END AS s
-               FROM snaps
-           )
-           SELECT c.s::text,
-                  CASE WHEN c.s IS NOT NULL THEN
-                      (SELECT id FROM efir_budget.change_log
-                       WHERE pg_visible_in_snapshot(txid::text::xid8, c.s)
-                       ORDER BY id DESC LIMIT 1)
-                  END
-           FROM chosen c""",
-        (list(view.depends_on),),
+        "SELECT reflected_snapshot::text, reflected_change_id "
+        "FROM efir_budget.reflection_point(%s)",
+        (view.name,),
     ).fetchone()
     return {"reflected_snapshot": snapshot, "reflected_change_id": max_id}
-
-
-def _refreshed_since(
-    conn: psycopg.Connection, view: ManagedView, since: datetime, *, full: bool = False
-) -> bool:
-    """A successful refresh started at or after ``since`` (a full one, for a full request:
-    an incremental refresh reflects the changes too, but does not rewrite the cache)."""
-    if full and view.incremental:
-        return conn.execute(
-            """SELECT EXISTS (SELECT 1 FROM efir_budget.mv_refresh_log
-                              WHERE view_name = %s AND outcome = 'success' AND snapshot_at >= %s
-                                AND mode = 'full')""",
-            (view.name, since),
-        ).fetchone()[0]
-    return conn.execute(
-        """SELECT EXISTS (SELECT 1 FROM efir_budget.mv_refresh_log
-                              WHERE view_name = %s AND outcome = 'success' AND snapshot_at >= %s)""",
-        (view.name, since),
-    ).fetchone()[0]
 
 
 def _may_refresh(conn: psycopg.Connection, view: ManagedView) -> bool:
@@ -403,18 +406,27 @@ def _record_outside(
     error: str | None,
     *,
     transient: bool,
+    url: str | None = None,
 ) -> RefreshResult:
-    """Record an attempt that did not refresh, after the refresh transaction rolled back."""
+    """Record an attempt that did not refresh, after the refresh transaction rolled back.
+
+    When the refresh's connection is gone (its backend terminated, the server restarted),
+    the failure is recorded on a new one: the history has a row for every attempt.
+    """
+    fields = dict(
+        outcome=outcome, trigger=attempt.trigger, run_id=attempt.run_id,
+        requested_at=attempt.requested_at, wait_seconds=attempt.wait_seconds,
+        duration_seconds=attempt.duration, ran_concurrently=attempt.concurrently, error=error,
+    )  # fmt: skip
     log_id = finished_at = None
     try:
-        with conn.transaction():
-            log_id, finished_at = _record(
-                conn, attempt.view, outcome=outcome, trigger=attempt.trigger,
-                run_id=attempt.run_id, requested_at=attempt.requested_at,
-                wait_seconds=attempt.wait_seconds, duration_seconds=attempt.duration,
-                ran_concurrently=attempt.concurrently, error=error,
-            )  # fmt: skip
-    except psycopg.Error as exc:  # e.g. the connection is gone: say so, keep the real error
+        if conn.broken or conn.closed:
+            with connect(url, autocommit=True) as fresh, fresh.transaction():
+                log_id, finished_at = _record(fresh, attempt.view, **fields)
+        else:
+            with conn.transaction():
+                log_id, finished_at = _record(conn, attempt.view, **fields)
+    except (psycopg.Error, EfirError) as exc:  # the database itself is gone: say so, keep the error
         log.error("could not record the %s refresh of %s: %s", outcome, attempt.view.name, exc)
     return RefreshResult(
         attempt.view.name, outcome, log_id, attempt.requested_at, None, finished_at,

@@ -64,25 +64,24 @@ def test_refresh_history_records_the_lag_each_refresh_closed(conn, seeded, db_ur
     assert other["reflected_changes"] == 0 and other["lag_closed_seconds"] is None
 
 
-def test_migration_0005_downgrades_and_upgrades_again(make_database):
+def test_the_health_revision_downgrades_and_upgrades_again(make_database):
     url = make_database()
-    objects = (
-        "efir_budget.kpi_freshness",
-        "efir_budget.refresh_history",
-        "efir_budget.alert_outbox",
-    )
+    objects = ("efir_budget.kpi_freshness", "efir_budget.refresh_history")
     with psycopg.connect(url, autocommit=True) as c:
         assert all(c.execute("SELECT to_regclass(%s)", (o,)).fetchone()[0] for o in objects)
         comment = c.execute(
             "SELECT obj_description('efir_budget.kpi_freshness'::regclass, 'pg_class')"
         ).fetchone()[0]
         assert "data-as-of" in comment
-    migrate.downgrade(url, "0004_change_capture")
+    migrate.downgrade(url, "0004_views")
     with psycopg.connect(url, autocommit=True) as c:
         assert not any(c.execute("SELECT to_regclass(%s)", (o,)).fetchone()[0] for o in objects)
         assert (
             c.execute("SELECT to_regprocedure('efir_budget.view_freshness()')").fetchone()[0]
             is None
         )
+        assert c.execute(
+            "SELECT count(*) FROM pg_event_trigger WHERE evtname LIKE 'efir_%%'"
+        ).fetchone() == (0,)
     migrate.upgrade(url)
     assert migrate.current_revision(url) == migrate.head_revision(url)

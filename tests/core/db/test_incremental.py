@@ -1,11 +1,13 @@
-"""Incremental refresh (migration 0007) against a real server: always the live rows.
+"""Incremental refresh (migration 0004_views) against a real server: always the live rows.
 
 After every kind of write the incremental view can meet, an incremental refresh must
 leave ``mv_kpi_dashboard`` equal to ``v_kpi_dashboard`` (EXCEPT ALL both ways) while
 recomputing only the versions the write touched (all of them for a change without a
 version). Then the cases where time matters: a writer that commits after the refresh
 took its snapshot, a manual ``REFRESH ... CONCURRENTLY``, pruning; and the migration
-itself: dependents, comments, ownership and grants survive it both ways.
+itself: down and up again, it rebuilds the incremental objects exactly (dependents,
+comments, owners, grants). Replacing the budget app's own mv_kpi_dashboard, and giving
+it back on downgrade, is tests/core/db/test_adopt.py's.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 
 import psycopg
 import pytest
@@ -29,7 +32,7 @@ from tests.support.random_data import generate
 
 KPI = catalog.get_view("mv_kpi_dashboard")
 RATIOS = catalog.get_view("mv_financial_ratios")
-PREVIOUS = "0006_roadmap_views"
+PREVIOUS = "0003_change_capture"  # before the views
 
 
 # --------------------------------------------------------------------------- helpers
@@ -107,8 +110,10 @@ Edit = Callable[[psycopg.Connection], "set[uuid.UUID] | None"]
 def insert_child(c):
     v = child_version(c, "revenue_plans")
     c.execute(
-        """INSERT INTO efir_budget.revenue_plans (budget_version_id, account_code, description,
-               category, amount_sar) VALUES (%s, '70999', 'test', 'tuition', 1234.56)""",
+        """INSERT INTO efir_budget.revenue_plans (id, created_at, updated_at, budget_version_id,
+               account_code, description, category, amount_sar, is_calculated)
+           VALUES (gen_random_uuid(), now(), now(), %s, '70999', 'test', 'tuition', 1234.56,
+                   false)""",
         (v,),
     )
     return {v}
@@ -142,12 +147,22 @@ def hard_delete_child(c):
 def move_child(c):
     """A row moving to another version changes both (the log has both)."""
     a = child_version(c, "operating_cost_plans")
-    b = next(v for v in version_ids(c) if v != a)
+    row, account = c.execute(
+        """SELECT id, account_code FROM efir_budget.operating_cost_plans
+           WHERE budget_version_id = %s ORDER BY id LIMIT 1""",
+        (a,),
+    ).fetchone()
+    b = c.execute(  # a live version without that account (the key is version, account)
+        """SELECT v.id FROM efir_budget.budget_versions v
+           WHERE v.deleted_at IS NULL AND v.id <> %s
+             AND NOT EXISTS (SELECT FROM efir_budget.operating_cost_plans o
+                             WHERE o.budget_version_id = v.id AND o.account_code = %s)
+           ORDER BY v.id LIMIT 1""",
+        (a, account),
+    ).fetchone()[0]
     c.execute(
-        """UPDATE efir_budget.operating_cost_plans SET budget_version_id = %s
-           WHERE id = (SELECT id FROM efir_budget.operating_cost_plans
-                       WHERE budget_version_id = %s ORDER BY id LIMIT 1)""",
-        (b, a),
+        "UPDATE efir_budget.operating_cost_plans SET budget_version_id = %s WHERE id = %s",
+        (b, row),
     )
     return {a, b}
 
@@ -187,8 +202,10 @@ def new_version(c):
     org = c.execute("SELECT id FROM efir_budget.organizations ORDER BY id LIMIT 1").fetchone()[0]
     v = c.execute(
         """INSERT INTO efir_budget.budget_versions
-               (organization_id, name, fiscal_year, academic_year, status, is_baseline)
-           VALUES (%s, 'New forecast', 2030, '2030-2031', 'forecast', false) RETURNING id""",
+               (id, created_at, updated_at, organization_id, name, fiscal_year, academic_year,
+                status, is_baseline)
+           VALUES (gen_random_uuid(), now(), now(), %s, 'New forecast', 2030, '2030-2031',
+                   'forecast', false) RETURNING id""",
         (org,),
     ).fetchone()[0]
     return {v}
@@ -232,7 +249,8 @@ def truncate(c):
 
 
 def unread_table(c):
-    """organizations and budget_consolidations are not read by v_kpi_dashboard."""
+    """organizations (not even captured) and budget_consolidations are not read by
+    v_kpi_dashboard."""
     c.execute("UPDATE efir_budget.organizations SET name = name || ' (renamed)'")
     c.execute("UPDATE efir_budget.budget_consolidations SET amount_sar = amount_sar + 1")
     return set()
@@ -334,14 +352,24 @@ def test_full_refresh_recomputes_and_rewrites_everything(data, db_url):
 
 
 def test_a_full_request_is_not_coalesced_into_an_incremental_refresh(data, db_url):
-    conn = data
-    update_child(conn)
-    requested_at = conn.execute("SELECT clock_timestamp()").fetchone()[0]
-    refresh(db_url)  # incremental, started after the request
-    from efir_pipeline.core.db.refresh import _refreshed_since
+    """Two successes after a request mean one started after it: enough for an incremental
+    request, not for a full one unless they were full too (the counters, not a clock)."""
+    from efir_pipeline.core.db.refresh import _served_since_request
 
-    assert _refreshed_since(conn, KPI, requested_at)
-    assert not _refreshed_since(conn, KPI, requested_at, full=True)
+    conn = data
+    counters = (
+        "SELECT generation, full_generation FROM efir_budget.refresh_state WHERE view_name = %s"
+    )
+    before = conn.execute(counters, (KPI.name,)).fetchone()
+    for _ in range(2):
+        update_child(conn)
+        assert refresh(db_url).mode == "incremental"
+    after = conn.execute(counters, (KPI.name,)).fetchone()
+    assert after == (before[0] + 2, before[1])
+    assert _served_since_request(SimpleNamespace(full=False, generations=before), after)
+    assert not _served_since_request(SimpleNamespace(full=True, generations=before), after)
+    assert refresh(db_url, full=True).mode == "full"
+    assert conn.execute(counters, (KPI.name,)).fetchone() == (before[0] + 3, before[1] + 1)
 
 
 def test_cache_rows_of_vanished_or_missing_versions_are_recomputed(data, db_url):
@@ -515,49 +543,23 @@ def test_source_tables_are_the_captured_tables_only(conn):
 
 # --------------------------------------------------------------------------- the migration
 
-ROLE = f"efir_t_incr_{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-def at_previous(make_database, server_url) -> Iterator[str]:
-    """A database at 0006 whose KPI views belong to another role and are granted around."""
-    url = make_database(migrated=False)
-    migrate.upgrade(url, PREVIOUS)
-    with psycopg.connect(server_url, autocommit=True) as c:
-        c.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(ROLE)))
-    try:
-        with psycopg.connect(url, autocommit=True) as c:
-            role = sql.Identifier(ROLE)
-            c.execute(sql.SQL("GRANT USAGE, CREATE ON SCHEMA efir_budget TO {}").format(role))
-            c.execute(
-                sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA efir_budget TO {}").format(role)
-            )
-            for mv in ("mv_kpi_dashboard", "mv_financial_ratios", "v_financial_ratios"):
-                kind = "VIEW" if mv.startswith("v_") else "MATERIALIZED VIEW"
-                c.execute(
-                    sql.SQL("ALTER {} {} OWNER TO {}").format(
-                        sql.SQL(kind), sql.Identifier("efir_budget", mv), role
-                    )
-                )
-            c.execute("GRANT SELECT ON efir_budget.mv_kpi_dashboard TO PUBLIC")
-            c.execute(
-                "COMMENT ON INDEX efir_budget.ix_mv_financial_ratios_org_year IS 'by school and year'"
-            )
-        yield url
-    finally:
-        with psycopg.connect(url, autocommit=True) as c:
-            c.execute(sql.SQL("REASSIGN OWNED BY {} TO CURRENT_USER").format(sql.Identifier(ROLE)))
-            c.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(ROLE)))
-        with psycopg.connect(server_url, autocommit=True) as c:
-            c.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(ROLE)))
+INCREMENTAL_OBJECTS = (
+    "mv_kpi_dashboard",
+    "mv_kpi_dashboard_cache",
+    "v_kpi_dashboard_incremental",
+    "v_kpi_dashboard_dirty",
+    "mv_financial_ratios",
+    "v_financial_ratios",
+)
 
 
 def _surroundings(url: str) -> dict:
-    """What the migration must keep: owners, grants, comments, indexes, population."""
+    """What the migration builds around the incremental view: owners, grants, comments,
+    indexes, columns, population, and the state row and function."""
     with psycopg.connect(url) as c:
         rows = c.execute(
             """SELECT c.relname, c.relkind::text, pg_get_userbyid(c.relowner),
-                      (SELECT array_agg(format('%s:%s', coalesce(nullif(a.grantee::regrole::text, '-'),
+                      (SELECT array_agg(format('%%s:%%s', coalesce(nullif(a.grantee::regrole::text, '-'),
                                                                  'PUBLIC'), a.privilege_type)
                                         ORDER BY 1)
                          FROM aclexplode(c.relacl) a WHERE a.grantee <> c.relowner),
@@ -576,56 +578,41 @@ def _surroundings(url: str) -> dict:
                           AND NOT a.attisdropped),
                       c.relispopulated
                FROM pg_class c
-               WHERE c.relnamespace = 'efir_budget'::regnamespace
-                 AND c.relname IN ('mv_kpi_dashboard', 'mv_financial_ratios', 'v_financial_ratios')
-               ORDER BY 1"""
+               WHERE c.relnamespace = 'efir_budget'::regnamespace AND c.relname = ANY(%s)
+               ORDER BY 1""",
+            (list(INCREMENTAL_OBJECTS),),
         ).fetchall()
-    return {r[0]: r[1:] for r in rows}
-
-
-def test_the_migration_keeps_dependents_owners_grants_comments_both_ways(at_previous):
-    url = at_previous
-    before = _surroundings(url)
-    migrate.upgrade(url)
-    after = _surroundings(url)
-    assert after == before
-    with psycopg.connect(url) as c:
-        owners = dict(
-            c.execute(
-                """SELECT relname, pg_get_userbyid(relowner) FROM pg_class
-                   WHERE relnamespace = 'efir_budget'::regnamespace
-                     AND relname IN ('v_kpi_dashboard_incremental', 'v_kpi_dashboard_dirty')"""
-            ).fetchall()
-        )
-        assert owners == {"v_kpi_dashboard_incremental": ROLE, "v_kpi_dashboard_dirty": ROLE}
-        for table, privilege in (
-            ("mv_kpi_dashboard_cache", "INSERT"),
-            ("mv_kpi_dashboard_cache", "DELETE"),
-            ("incremental_state", "UPDATE"),
-        ):
-            assert c.execute(
-                "SELECT has_table_privilege(%s, %s, %s)", (ROLE, f"efir_budget.{table}", privilege)
-            ).fetchone()[0], (table, privilege)
-        assert c.execute(
-            "SELECT has_function_privilege(%s, 'efir_budget.unsynced_versions(text, text)', "
-            "'EXECUTE')",
-            (ROLE,),
+        state = c.execute(
+            "SELECT view_name, synced_snapshot::text FROM efir_budget.incremental_state"
+        ).fetchall()
+        function = c.execute(
+            "SELECT to_regprocedure('efir_budget.unsynced_versions(text, text)')::text"
         ).fetchone()[0]
+    return {"relations": {r[0]: r[1:] for r in rows}, "state": state, "function": function}
+
+
+def test_the_migration_removes_and_rebuilds_the_incremental_objects_both_ways(make_database):
+    url = make_database()
+    built = _surroundings(url)
+    assert set(built["relations"]) == set(INCREMENTAL_OBJECTS)
+    assert built["state"] == [("mv_kpi_dashboard", None)] and built["function"]
+    with psycopg.connect(url) as c:
         definition = c.execute("SELECT pg_get_viewdef('efir_budget.mv_kpi_dashboard')").fetchone()[
             0
         ]
         assert "v_kpi_dashboard_incremental" in definition
-    migrate.downgrade(url, PREVIOUS)
-    assert _surroundings(url) == before
-    with psycopg.connect(url) as c:
-        definition = c.execute("SELECT pg_get_viewdef('efir_budget.mv_kpi_dashboard')").fetchone()[
-            0
-        ]
-        # PostgreSQL 15 qualifies the columns (v_kpi_dashboard.budget_version_id), 18 does not.
-        assert "efir_budget.v_kpi_dashboard" in definition and "incremental" not in definition
+        # The dependent view reads the materialized one, not the live query.
         assert (
-            c.execute("SELECT to_regclass('efir_budget.incremental_state')").fetchone()[0] is None
+            "mv_kpi_dashboard"
+            in c.execute("SELECT pg_get_viewdef('efir_budget.v_financial_ratios')").fetchone()[0]
         )
+
+    migrate.downgrade(url, PREVIOUS)
+    gone = _surroundings(url)
+    assert gone == {"relations": {}, "state": [], "function": None}
+
+    migrate.upgrade(url)
+    assert _surroundings(url) == built
 
 
 def test_the_planner_estimates_stay_sane(data):

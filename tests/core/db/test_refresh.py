@@ -11,10 +11,12 @@ import psycopg
 import pytest
 
 from efir_pipeline.core import catalog
+from efir_pipeline.core.db import checks
+from efir_pipeline.core.db.info import view_info
 from efir_pipeline.core.db.refresh import RefreshSettings, refresh_view
 from efir_pipeline.core.settings import Settings
 from tests.support.factories import add_version
-from tests.support.waiting import wait_for_blocked_refreshes
+from tests.support.waiting import turn_held, wait_for_blocked_refreshes
 
 KPI = catalog.get_view("mv_kpi_dashboard")
 CONSOLIDATION = catalog.get_view("mv_budget_consolidation")
@@ -158,9 +160,11 @@ def test_concurrent_refresh_succeeds_with_data(conn, db_url, view):
     version = add_version(conn, name="Budget", status="approved")
     conn.execute(
         """INSERT INTO efir_budget.budget_consolidations
-             (budget_version_id, account_code, account_name, consolidation_category,
-              is_revenue, amount_sar, source_table, source_count)
-           VALUES (%s, '70111', 'Tuition T1', 'revenue_tuition', true, 100, 'revenue_plans', 1)""",
+             (id, created_at, updated_at, budget_version_id, account_code, account_name,
+              consolidation_category, is_revenue, amount_sar, source_table, source_count,
+              is_calculated)
+           VALUES (gen_random_uuid(), now(), now(), %s, '70111', 'Tuition T1', 'revenue_tuition',
+                   true, 100, 'revenue_plans', 1, true)""",
         (version,),
     )
     assert refresh_view(view, url=db_url).outcome == "success"
@@ -177,13 +181,8 @@ def test_waiting_for_another_refresh_is_bounded(conn, db_url):
     settings = RefreshSettings.from_settings(Settings()).overridden(
         lock_timeout="10s", statement_timeout="10s", wait_timeout="200ms"
     )
-    with psycopg.connect(db_url) as holder:
-        holder.execute(
-            "SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
-            (0x45464952, KPI.qualified_name),
-        )
+    with turn_held(db_url, KPI.name):
         result = refresh_view(KPI, url=db_url, settings=settings)
-        holder.rollback()
     assert result.outcome == "failed" and result.transient
     assert "lock timeout" in result.error
 
@@ -192,13 +191,81 @@ def test_failures_record_how_long_they_waited_and_ran(conn, db_url):
     settings = RefreshSettings.from_settings(Settings()).overridden(
         lock_timeout="10s", statement_timeout="400ms", wait_timeout="300ms"
     )
-    with psycopg.connect(db_url) as holder:
-        holder.execute(
-            "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (0x45464952, KPI.qualified_name)
-        )
+    with turn_held(db_url, KPI.name):
         waited = refresh_view(KPI, url=db_url, settings=settings)
-        holder.rollback()
     assert waited.wait_seconds >= 0.25 and "EFIR_REFRESH_WAIT_TIMEOUT" in waited.error
     with table_locked(db_url, "revenue_plans"):
         ran = refresh_view(KPI, url=db_url, settings=settings)
     assert ran.duration_seconds >= 0.3 and "EFIR_STATEMENT_TIMEOUT" in ran.error
+
+
+# --------------------------------------------------------------------------- hardening
+
+
+def test_a_function_planted_in_public_never_runs_inside_a_refresh(make_database):
+    """Where some role may create in ``public`` (the default before PostgreSQL 15), it can
+    plant ``public.pg_total_relation_size(text)``: an untyped literal argument picks the
+    text version, which then runs as the pipeline, inside the refresh transaction."""
+    url = make_database()
+    with psycopg.connect(url, autocommit=True) as c:
+        c.execute("GRANT CREATE ON SCHEMA public TO PUBLIC")
+        c.execute("CREATE TABLE public.hijacked (at timestamptz)")
+        for name in ("pg_total_relation_size", "pg_relation_size", "count"):
+            c.execute(
+                f"""CREATE FUNCTION public.{name}(text) RETURNS bigint LANGUAGE sql
+                    AS $$ INSERT INTO public.hijacked VALUES (now()); SELECT 0::bigint $$"""
+            )
+        add_version(c, name="Budget", status="approved")
+    for view in catalog.resolve_views():
+        assert refresh_view(view, url=url).ok
+    with psycopg.connect(url, autocommit=True) as c:
+        for view in catalog.VIEWS:
+            checks.view_size(c, view, checks.Thresholds.default())
+            view_info(c, view)
+        assert c.execute("SELECT count(*) FROM public.hijacked").fetchone()[0] == 0
+
+
+def test_a_success_dated_in_the_future_does_not_pass_for_a_newer_refresh(conn, db_url):
+    """Coalescing must not trust the clock: a success row with a future snapshot_at (a
+    server clock stepping back, or a forged row) must not make a real change count as
+    refreshed."""
+    version = add_version(conn, name="Budget", status="approved")
+    assert refresh_view(KPI, url=db_url).ok
+    conn.execute(
+        """INSERT INTO efir_budget.mv_refresh_log
+               (view_name, outcome, requested_at, snapshot_at, finished_at, row_count)
+           VALUES ('mv_kpi_dashboard', 'success', now() + interval '1 day',
+                   now() + interval '1 day', now() + interval '1 day', 1)"""
+    )
+    conn.execute(
+        "UPDATE efir_budget.budget_versions SET status = 'superseded', updated_at = now() "
+        "WHERE id = %s",
+        (version,),
+    )
+    result = refresh_view(KPI, url=db_url)
+    assert result.outcome == "success"
+    assert conn.execute(
+        "SELECT status::text FROM efir_budget.mv_kpi_dashboard WHERE budget_version_id = %s",
+        (version,),
+    ).fetchone() == ("superseded",)
+
+
+def test_a_refresh_whose_connection_is_lost_still_leaves_a_failure_row(conn, db_url):
+    add_version(conn, name="Budget", status="approved")
+    assert refresh_view(KPI, url=db_url).ok
+    with table_locked(db_url, "revenue_plans"):
+        thread, box = in_thread(refresh_view, KPI, url=db_url, trigger="doomed")
+        wait_for_blocked_refreshes(db_url)
+        conn.execute(
+            """SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+               WHERE datname = current_database() AND wait_event_type = 'Lock'
+                 AND query LIKE 'REFRESH MATERIALIZED VIEW%%'"""
+        )
+        thread.join(15)
+    result = box["result"]
+    assert (result.outcome, result.transient) == ("failed", True)
+    assert result.log_id is not None
+    assert history(conn, KPI.name)[-1][0::6] == ("failed", "doomed")
+    assert conn.execute(
+        "SELECT last_outcome FROM efir_budget.kpi_freshness WHERE view_name = %s", (KPI.name,)
+    ).fetchone() == ("failed",)

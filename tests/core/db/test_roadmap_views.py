@@ -3,12 +3,12 @@
 mv_enrollment_trends, mv_financial_ratios and mv_workforce_utilization, materialized
 (refreshed in the catalog's dependency order: mv_kpi_dashboard before
 mv_financial_ratios) and live (``v_*``), are compared row set and every column with
-tests/db/roadmap_oracle.py, which recomputes them in Python from the raw rows (and,
-for the financial ratios, from the independent KPI oracle). Random data from the
+tests/support/roadmap_oracle.py, which recomputes them in Python from the raw rows
+(and, for the financial ratios, from the independent KPI oracle). Random data from the
 shared generator (several seeds, plus competing approved versions), hand-computed
 examples, and the edge cases: empty database, zero denominators, a year without an
 approved version, several approved versions in one year, a missing previous year,
-soft-deleted reference rows.
+reference codes the views do not name.
 """
 
 from __future__ import annotations
@@ -150,7 +150,8 @@ def add_approval_cases(conn: psycopg.Connection, data: Dataset, seed: int) -> No
     2026 and 2028 (after a gap), 0-3 more approved versions, some soft-deleted, with
     approved_at / updated_at drawn from a few shared stamps (so ties on approved_at,
     then on updated_at too, happen and the id decides) or approved_at NULL; each with
-    random enrollment rows, some soft-deleted.
+    random enrollment rows, some soft-deleted (on keys of their own: a soft-deleted row
+    keeps its unique key).
     """
     rng = random.Random(seed * 31 + 7)
     ref = Reference.load(conn)
@@ -187,26 +188,26 @@ def add_approval_cases(conn: psycopg.Connection, data: Dataset, seed: int) -> No
                     }
                 )
                 for lv, nat in rng.sample(pairs, rng.randint(0, 25)):
-                    for row_deleted in [False] + [True] * (rng.random() < 0.2):
-                        stamp = updated - timedelta(seconds=rng.randint(1, 10**6))
-                        enrollment.append(
-                            {
-                                "id": uid(),
-                                "created_at": stamp,
-                                "updated_at": stamp,
-                                "deleted_at": stamp if row_deleted else None,
-                                "budget_version_id": vid,
-                                "level_id": ref.levels[lv][0],
-                                "nationality_type_id": ref.nationalities[nat],
-                                "student_count": rng.choice([0, rng.randint(1, 80)]),
-                            }
-                        )
+                    row_deleted = rng.random() < 0.2
+                    stamp = updated - timedelta(seconds=rng.randint(1, 10**6))
+                    enrollment.append(
+                        {
+                            "id": uid(),
+                            "created_at": stamp,
+                            "updated_at": stamp,
+                            "deleted_at": stamp if row_deleted else None,
+                            "budget_version_id": vid,
+                            "level_id": ref.levels[lv][0],
+                            "nationality_type_id": ref.nationalities[nat],
+                            "student_count": rng.choice([0, rng.randint(1, 80)]),
+                        }
+                    )
     insert(conn, "budget_versions", versions)
     insert(conn, "enrollment_plans", enrollment)
 
 
 def assert_consistent_with_the_kpi_view(conn: psycopg.Connection) -> None:
-    """Cross-view invariants (with every reference row live)."""
+    """Cross-view invariants (with every reference code one the views name)."""
     dashboard = {r["budget_version_id"]: r for r in rows_of(conn, "mv_kpi_dashboard")}
 
     # Summed over subjects, workforce utilization is the dashboard's DHG and FTE figures.
@@ -307,10 +308,21 @@ def test_updates_and_deletions_then_concurrent_refresh(conn):
             (rng.choice([0, rng.randint(1, 90)]), at(), rid),
         )
     for rid in pick("personnel_cost_plans", 8):
+        # Another cycle, unless that would take another row's key (version, account,
+        # cycle, category): then only updated_at changes.
         conn.execute(
-            "UPDATE efir_budget.personnel_cost_plans SET cycle_id = (SELECT id FROM"
-            " efir_budget.academic_cycles WHERE code = %s), updated_at = %s WHERE id = %s",
-            (rng.choice(["MAT", "LYC", None]), at(), rid),
+            """UPDATE efir_budget.personnel_cost_plans p SET updated_at = %(at)s,
+                   cycle_id = CASE WHEN EXISTS (
+                       SELECT FROM efir_budget.personnel_cost_plans o
+                       WHERE o.budget_version_id = p.budget_version_id AND o.id <> p.id
+                         AND o.account_code = p.account_code
+                         AND o.category_id IS NOT DISTINCT FROM p.category_id
+                         AND o.cycle_id IS NOT DISTINCT FROM c.id)
+                   THEN p.cycle_id ELSE c.id END
+               FROM (SELECT (SELECT id FROM efir_budget.academic_cycles WHERE code = %(code)s)
+                     AS id) c
+               WHERE p.id = %(id)s""",
+            {"code": rng.choice(["MAT", "LYC", None]), "at": at(), "id": rid},
         )
     for table in ("teacher_allocations", "dhg_teacher_requirements", "revenue_plans"):
         for rid in pick(table, 5):
@@ -381,7 +393,7 @@ def test_enrollment_trends_by_hand(conn):
     a27 = b.approved("Approved 2027", 2027, None)
     b.enrollment(a27, "CP", "FRENCH", 120)
     # Another school: its 2025 never compares with this school's 2024.
-    org2 = b.add("organizations", code=f"OTHER{uuid.uuid4().hex[:6]}", name="Other school")
+    org2 = b.organization("Other school")
     o25 = b.approved("Other 2025", 2025, ts("2024-06-01T00:00:00"), org=org2)
     b.enrollment(o25, "CP", "FRENCH", 3)
 
@@ -509,7 +521,7 @@ def test_financial_ratios_by_hand(conn):
     b.cost(v, "ELEM", "50.00", code="64510")
     b.cost(v, "LYC", "300.00")
     b.cost(v, None, "100.00", code="64120")  # administration: no cycle
-    b.cost(v, "LYC", "999.00", deleted_at=ts("2025-04-01T00:00:00"))
+    b.cost(v, "LYC", "999.00", code="64111", deleted_at=ts("2025-04-01T00:00:00"))
     b.operating(v, "60610", "200.00")
     b.capex(v, "21830", "100.00")
     b.enrollment(v, "PS", "FRENCH", 10)
@@ -575,10 +587,10 @@ def test_financial_ratios_by_hand(conn):
 
 def test_financial_ratios_zero_denominators_and_rounding(conn):
     b = Hand(conn)
-    # Revenue lines cancel out (rebates): shares and margin NULL; costs only in capex.
-    v = b.version("Balanced revenue")
-    b.revenue(v, "70110", "500.00")
-    b.revenue(v, "70900", "-500.00")
+    # Revenue lines of 0: shares and margin NULL; costs only in capex.
+    v = b.version("Zero revenue")
+    b.revenue(v, "70110", "0.00")
+    b.revenue(v, "70900", "0.00")
     b.capex(v, "21830", "30.00")
     b.enrollment(v, "6EME", "FRENCH", 0)
     # Thirds: every share rounds, half away from zero.
@@ -748,14 +760,13 @@ def test_versions_without_rows(conn):
     assert all(r["student_count"] == 0 and r["yoy_change_percent"] is None for r in trends)
 
 
-def test_soft_deleted_reference_rows(conn):
-    """A soft-deleted level, cycle, nationality, subject or teacher category does not
-    exist: no trend rows for the level/nationality, the cycle's costs become
-    unallocated and its levels lose their cycle code, the subject's rows stay without
-    a code, the category's FTE counts in the total only."""
+def test_reference_codes_the_views_do_not_name(conn):
+    """A cycle or teacher category the app renamed (a code the views do not name): the
+    cycle's students and costs leave its column (the costs become unallocated) and its
+    levels carry the new code; the category's FTE counts in the total only."""
     generate(conn, SEEDS[0])
     b = Hand(conn)
-    v = b.approved("Reference deleted", 2030, ts("2029-06-01T00:00:00"))
+    v = b.approved("Reference renamed", 2030, ts("2029-06-01T00:00:00"))
     b.enrollment(v, "CM1", "FRENCH", 5)
     b.enrollment(v, "TLE", "FRENCH", 4)
     b.enrollment(v, "CP", "OTHER", 6)
@@ -763,36 +774,29 @@ def test_soft_deleted_reference_rows(conn):
     b.dhg(v, "EPS", "24.00", simple_fte=D("1.00"), rounded_fte=1)
     b.allocate(v, "EPS", "LOCAL", "2.00")
     b.allocate(v, "EPS", "AEFE_FUNDED", "1.00")
-    stamp = datetime.now(UTC)
-    deletions = (
-        ("academic_levels", "CM1"),
-        ("academic_cycles", "LYC"),
-        ("nationality_types", "OTHER"),
-        ("subjects", "EPS"),
-        ("teacher_categories", "LOCAL"),
-    )
+    renames = (("academic_cycles", "LYC"), ("teacher_categories", "LOCAL"))
     try:
-        for table, code in deletions:
+        for table, code in renames:
             conn.execute(
-                sql.SQL("UPDATE {} SET deleted_at = %s WHERE code = %s").format(
+                sql.SQL("UPDATE {} SET code = %s WHERE code = %s").format(
                     sql.Identifier("efir_budget", table)
                 ),
-                (stamp, code),
+                (f"{code}_X", code),
             )
         assert_views_match_oracle(conn)
         for view in ("mv_enrollment_trends", "v_enrollment_trends"):
             mine = [r for r in rows_of(conn, view) if r["budget_version_id"] == v]
-            assert len(mine) == 14 * 2, view  # 14 live levels x 2 live nationalities
-            assert {r["cycle_code"] for r in mine if r["level_code"] == "TLE"} == {None}
-            assert sum(r["student_count"] for r in mine) == 4  # CM1 and OTHER rows belong nowhere
+            assert len(mine) == 15 * 3, view  # every level x every nationality
+            assert {r["cycle_code"] for r in mine if r["level_code"] == "TLE"} == {"LYC_X"}
+            assert sum(r["student_count"] for r in mine) == 15
         assert_row(
             conn,
             "financial_ratios",
             {"budget_version_id": v},
             {
                 "total_students": 15,
-                "elem_students": 6,  # CP OTHER: the nationality's deletion does not matter here
-                "lyc_students": 0,
+                "elem_students": 11,
+                "lyc_students": 0,  # TLE's cycle is no longer LYC
                 "lyc_personnel_cost_sar": D("0.00"),
                 "unallocated_personnel_cost_sar": D("40.00"),
                 "total_personnel_costs_sar": D("40.00"),
@@ -803,9 +807,7 @@ def test_soft_deleted_reference_rows(conn):
             "workforce_utilization",
             {"budget_version_id": v, "subject_id": b.ref.subjects["EPS"]},
             {
-                "subject_code": None,
-                "subject_name": None,
-                "subject_category": None,
+                "subject_code": "EPS",
                 "local_fte": D("0"),
                 "aefe_funded_fte": D("1.00"),
                 "total_allocated_fte": D("3.00"),
@@ -813,9 +815,10 @@ def test_soft_deleted_reference_rows(conn):
             },
         )
     finally:
-        for table, _ in deletions:
+        for table, code in renames:
             conn.execute(
-                sql.SQL("UPDATE {} SET deleted_at = NULL").format(
+                sql.SQL("UPDATE {} SET code = %s WHERE code = %s").format(
                     sql.Identifier("efir_budget", table)
-                )
+                ),
+                (code, f"{code}_X"),
             )

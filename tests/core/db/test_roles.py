@@ -12,12 +12,11 @@ role, what it may and may not do.
 
 from __future__ import annotations
 
-import secrets
 import subprocess
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from dataclasses import replace
 from types import SimpleNamespace
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
@@ -33,69 +32,30 @@ from efir_pipeline.core.errors import ConfigError
 from efir_pipeline.core.settings import Settings
 from tests.support.commands import run_cli
 from tests.support.random_data import generate
+from tests.support.roles import RUN, login_url, role_names, set_passwords
 
-RUN = uuid.uuid4().hex[:8]
-PASSWORD = secrets.token_hex(12)  # ignored by trust auth, needed by md5/scram servers
-VIEWS = catalog.refresh_order(catalog.VIEWS)
-SOURCE_TABLES = ("organizations", "budget_versions", "enrollment_plans", "revenue_plans")
+SOURCE_TABLES = ("budget_versions", "enrollment_plans", "revenue_plans")
 PIPELINE_TABLES = ("mv_refresh_log", "change_log", "alert_outbox")
 DENIED = errors.InsufficientPrivilege
-
-
-def role_names(label: str) -> RoleNames:
-    return RoleNames(*(f"efir_t_{RUN}_{label}{kind}" for kind in ("pipeline", "dashboard", "app")))
-
-
-def login_url(url: str, role: str) -> str:
-    """``url`` with ``role`` (and the test password) as the user."""
-    parts = urlsplit(url)
-    host = parts.netloc.rsplit("@", 1)[-1]
-    return urlunsplit(parts._replace(netloc=f"{role}:{PASSWORD}@{host}"))
+VIEWS = catalog.refresh_order(catalog.VIEWS)
 
 
 @pytest.fixture(scope="module")
-def cleanup(server_url: str) -> Iterator[Callable[[str, RoleNames | list[str]], None]]:
-    """Register (database url, roles) to drop at the end of the module."""
-    registered: list[tuple[str, list[str]]] = []
-
-    def register(url: str, names: RoleNames | list[str]) -> None:
-        registered.append(
-            (url, list(names.as_dict().values()) if isinstance(names, RoleNames) else names)
-        )
-
-    yield register
-    everyone = sorted({r for _, names in registered for r in names})
-    for url, names in registered:
-        with psycopg.connect(url, autocommit=True) as c:
-            existing = [n for n in names if c.execute("SELECT to_regrole(%s)", (n,)).fetchone()[0]]
-            if existing:
-                idents = sql.SQL(", ").join(map(sql.Identifier, existing))
-                c.execute(sql.SQL("REASSIGN OWNED BY {} TO CURRENT_USER").format(idents))
-                c.execute(sql.SQL("DROP OWNED BY {}").format(idents))
-    with psycopg.connect(server_url, autocommit=True) as c:
-        for name in everyone:
-            c.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
-
-
-def set_passwords(url: str, names: RoleNames | list[str]) -> None:
-    with psycopg.connect(url, autocommit=True) as c:
-        for name in names.as_dict().values() if isinstance(names, RoleNames) else names:
-            c.execute(
-                sql.SQL("ALTER ROLE {} PASSWORD {}").format(
-                    sql.Identifier(name), sql.Literal(PASSWORD)
-                )
-            )
-
-
-@pytest.fixture(scope="module")
-def setup(make_database, cleanup) -> SimpleNamespace:
+def setup(make_database, role_cleanup) -> SimpleNamespace:
     """Migrated database, ``db roles`` twice, app data written as the app, views refreshed."""
     names = role_names("")
     url = make_database()
-    cleanup(url, names)
+    role_cleanup(url, names)
     first, _ = roles.apply(url, names)
     second, _ = roles.apply(url, names)
     set_passwords(url, names)
+    with psycopg.connect(url, autocommit=True) as c:
+        # The app's own right on its organizations (no view reads them: not ours to grant).
+        c.execute(
+            sql.SQL("GRANT SELECT, INSERT ON efir_budget.organizations TO {}").format(
+                sql.Identifier(names.app)
+            )
+        )
     with psycopg.connect(login_url(url, names.app), autocommit=True) as app:
         generate(app, seed=7, n_orgs=2)
     results = [
@@ -137,10 +97,12 @@ def denied(conn: psycopg.Connection, statement: str, error=DENIED) -> None:
 
 
 def test_every_object_of_the_schema_is_classified(admin, setup):
-    """Source tables are those with change capture; the pipeline's are listed in roles.py.
+    """Source tables are those a view reads, which are those with change capture; the
+    pipeline's are listed in the design. Anything else (here: organizations, which no view
+    reads) is the app's and left alone.
 
     A table added by a later migration without capture triggers and without an entry in
-    ``roles.PIPELINE_TABLES`` fails here: it would otherwise be handed to the app.
+    ``roles.PIPELINE_TABLES`` fails here: it would otherwise be handed to nobody.
     """
     inventory = roles.inspect(admin)
     captured = {
@@ -151,7 +113,7 @@ def test_every_object_of_the_schema_is_classified(admin, setup):
             (SCHEMA,),
         ).fetchall()
     }
-    assert [r.name for r in inventory.relations if r.category is None] == []
+    assert [r.name for r in inventory.relations if r.category is None] == ["organizations"]
     assert [f.signature for f in inventory.functions if not f.managed] == []
     sources = {r.name for r in inventory.by_category(roles.SOURCE)}
     assert sources == captured
@@ -162,10 +124,11 @@ def test_every_object_of_the_schema_is_classified(admin, setup):
     assert {v.live_view for v in VIEWS} <= live <= roles.catalog_live_views()
     assert {r.name for r in inventory.by_category(roles.PIPELINE_VIEW)} == set(roles.PIPELINE_VIEWS)
     assert {f.name for f in inventory.functions} <= set(roles.PIPELINE_FUNCTIONS)
-    assert setup.first.notes == []
+    assert len(setup.first.notes) == 1 and "(organizations)" in setup.first.notes[0]
 
 
 def test_change_capture_functions_are_security_definer_with_a_fixed_search_path(admin, setup):
+    """Owned by the capture role (nobody logs in as it): no login role can switch them off."""
     rows = admin.execute(
         """SELECT p.proname::text, p.prosecdef, p.proconfig, pg_get_userbyid(p.proowner)
            FROM pg_proc p WHERE p.pronamespace = %s::regnamespace
@@ -177,7 +140,8 @@ def test_change_capture_functions_are_security_definer_with_a_fixed_search_path(
     for name, definer, config, owner in rows:
         assert definer, name
         assert any(c.startswith("search_path=") for c in config or []), name
-        assert owner == setup.names.pipeline, name
+        expected = setup.names.pipeline if name == "view_freshness" else setup.names.capture
+        assert owner == expected, name
 
 
 def test_second_run_changes_no_owner_and_creates_no_role(setup):
@@ -241,7 +205,7 @@ def test_dashboard_reads_nothing_but_the_views(dashboard, relation):
 
 
 def test_dashboard_writes_nothing(dashboard):
-    denied(dashboard, "INSERT INTO efir_budget.organizations (code, name) VALUES ('DASH', 'x')")
+    denied(dashboard, "INSERT INTO efir_budget.budget_versions (id) VALUES (gen_random_uuid())")
     denied(dashboard, "DELETE FROM efir_budget.mv_refresh_log")
     denied(dashboard, "CREATE TABLE efir_budget.dashboard_scratch (id int)")
     denied(dashboard, "SELECT efir_budget.prune_change_log()")
@@ -261,7 +225,6 @@ def test_app_writes_reach_the_change_log(admin, app, setup):
         ).fetchall()
     }
     assert {
-        "organizations",
         "budget_versions",
         "enrollment_plans",
         "budget_consolidations",
@@ -357,7 +320,8 @@ def test_pipeline_writes_only_its_own_tables(pipeline):
         assert pipeline.execute(f"SELECT count(*) FROM efir_budget.{table}").fetchone()[0] >= 0
         denied(pipeline, f"DELETE FROM efir_budget.{table}")
         denied(pipeline, f"UPDATE efir_budget.{table} SET updated_at = now()")
-    denied(pipeline, "INSERT INTO efir_budget.organizations (code, name) VALUES ('PIPE', 'x')")
+    denied(pipeline, "INSERT INTO efir_budget.budget_versions (id) VALUES (gen_random_uuid())")
+    denied(pipeline, "SELECT 1 FROM efir_budget.organizations")  # no view reads it
     denied(pipeline, "TRUNCATE efir_budget.change_log")
     denied(pipeline, "CREATE TABLE efir_budget.pipeline_scratch (id int)")
     # History is append-only, for the pipeline too.
@@ -393,10 +357,10 @@ def run_roles(*args: str, url: str, **env: str) -> subprocess.CompletedProcess:
     return run_cli("db", "roles", *args, url=url, drop=("EFIR_ROLE_",), **env)
 
 
-def test_dry_run_prints_the_sql_and_changes_nothing_and_that_sql_works(make_database, cleanup):
+def test_dry_run_prints_the_sql_and_changes_nothing_and_that_sql_works(make_database, role_cleanup):
     names = role_names("dry")
     url = make_database()
-    cleanup(url, names)
+    role_cleanup(url, names)
     result = run_roles(
         "--dry-run",
         "--pipeline-role",
@@ -404,6 +368,7 @@ def test_dry_run_prints_the_sql_and_changes_nothing_and_that_sql_works(make_data
         url=url,
         EFIR_ROLE_DASHBOARD=names.dashboard,  # flags and environment both work
         EFIR_ROLE_APP=names.app,
+        EFIR_ROLE_CAPTURE=names.capture,
     )
     assert result.returncode == 0, result.stderr
     script = result.stdout
@@ -422,10 +387,10 @@ def test_dry_run_prints_the_sql_and_changes_nothing_and_that_sql_works(make_data
         assert roles.privilege_matrix(c, names) == roles.intended_matrix(roles.inspect(c))
 
 
-def test_the_command_prints_the_matrix_and_nologin_makes_group_roles(make_database, cleanup):
+def test_the_command_prints_the_matrix_and_nologin_makes_group_roles(make_database, role_cleanup):
     names = role_names("cli")
     url = make_database()
-    cleanup(url, names)
+    role_cleanup(url, names)
     flags = [
         "--pipeline-role",
         names.pipeline,
@@ -433,6 +398,8 @@ def test_the_command_prints_the_matrix_and_nologin_makes_group_roles(make_databa
         names.dashboard,
         "--app-role",
         names.app,
+        "--capture-role",
+        names.capture,
     ]
     result = run_roles(*flags, "--nologin", url=url)
     assert result.returncode == 0, result.stderr
@@ -465,22 +432,27 @@ def test_bad_role_names_exit_2_before_connecting(env):
 def test_role_names_come_from_flags_then_environment_then_defaults():
     environment = Settings.from_env({"EFIR_ROLE_DASHBOARD": "grafana_reader"})
     names = RoleNames.from_settings(environment, pipeline="etl")
-    assert names.as_dict() == {"pipeline": "etl", "dashboard": "grafana_reader", "app": "efir_app"}
+    assert names.as_dict() == {
+        "pipeline": "etl",
+        "dashboard": "grafana_reader",
+        "app": "efir_app",
+        "capture": "efir_capture",
+    }
     with pytest.raises(ConfigError):
-        RoleNames("a", "a", "b")
+        RoleNames("a", "a", "b", "c")
 
 
 def test_the_admin_itself_cannot_be_one_of_the_roles(setup, admin):
     me = admin.execute("SELECT current_user").fetchone()[0]
     with pytest.raises(ConfigError, match="running `db roles`"):
-        roles.apply(setup.url, RoleNames(me, setup.names.dashboard, setup.names.app), dry_run=True)
+        roles.apply(setup.url, replace(setup.names, pipeline=me), dry_run=True)
 
 
 # --------------------------------------------------------------------------- a non-superuser admin
 
 
 def test_a_non_superuser_migration_owner_sets_up_roles_and_keeps_migrating(
-    make_database, cleanup, server_url
+    make_database, role_cleanup, server_url
 ):
     """Production: the migration owner is rarely a superuser. It becomes a member of the
     pipeline role, so it can hand the views over and later migrations can still drop and
@@ -488,7 +460,7 @@ def test_a_non_superuser_migration_owner_sets_up_roles_and_keeps_migrating(
     names = role_names("na")
     admin_role = f"efir_t_{RUN}_naadmin"
     url = make_database(migrated=False)
-    cleanup(url, [*names.as_dict().values(), admin_role])
+    role_cleanup(url, [*names.as_dict().values(), admin_role])
     with psycopg.connect(server_url, autocommit=True) as c:
         c.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEROLE").format(sql.Identifier(admin_role)))
         c.execute(
@@ -504,14 +476,14 @@ def test_a_non_superuser_migration_owner_sets_up_roles_and_keeps_migrating(
     pipeline_url = login_url(url, names.pipeline)
     assert all(refresh_view(v, url=pipeline_url).ok for v in VIEWS)
 
-    migrate.downgrade(admin_url, "0005_health")  # drops views the pipeline owns
+    migrate.downgrade(admin_url, "0003_change_capture")  # drops views the pipeline owns
     migrate.upgrade(admin_url)
     workforce = catalog.get_view("mv_workforce_utilization")
     before = refresh_view(workforce, url=pipeline_url)
     # PostgreSQL < 17: only the owner may refresh; 17+: the MAINTAIN privilege is checked.
     assert not before.ok
     assert "must be owner" in before.error or "permission denied" in before.error
-    plan, _ = roles.apply(admin_url, names)
+    script, _ = roles.apply(admin_url, names)
     assert refresh_view(workforce, url=pipeline_url).ok
     with psycopg.connect(admin_url, autocommit=True) as c:
         assert roles.privilege_matrix(c, names) == roles.intended_matrix(roles.inspect(c))
@@ -519,10 +491,54 @@ def test_a_non_superuser_migration_owner_sets_up_roles_and_keeps_migrating(
             "SELECT has_schema_privilege(%s, %s, 'CREATE')", (names.pipeline, SCHEMA)
         ).fetchone()[0]
         assert create is False  # the temporary CREATE for ALTER ... OWNER is gone
-    assert any("GRANT CREATE ON SCHEMA" in repr(s.sql) for s in plan.statements)
+    assert any("GRANT CREATE ON SCHEMA" in repr(s.sql) for s in script.statements)
 
 
 def test_an_unmigrated_database_says_what_to_run(make_database):
     result = run_roles("--dry-run", url=make_database(migrated=False))
     assert result.returncode == 4
     assert "efir-pipeline db upgrade" in result.stderr
+
+
+# --------------------------------------------------------------------------- hardening
+
+
+def test_no_reader_can_stall_a_refresh(dashboard, setup):
+    """Any role can take any advisory lock key; the view's turn is a row lock only the
+    pipeline (UPDATE on refresh_state) can take."""
+    dashboard.execute(
+        "SELECT pg_advisory_lock(1162234194, hashtext('efir_budget.mv_kpi_dashboard'))"
+    )
+    denied(
+        dashboard,
+        "SELECT 1 FROM efir_budget.refresh_state WHERE view_name = 'mv_kpi_dashboard' FOR UPDATE",
+    )
+    pipeline_url = login_url(setup.url, setup.names.pipeline)
+    result = refresh_view(catalog.get_view("mv_kpi_dashboard"), url=pipeline_url, wait=False)
+    assert result.outcome == "success"
+
+
+def test_the_pipeline_cannot_switch_change_capture_off(pipeline):
+    """The capture functions run for every writer of the app's tables; the pipeline's
+    credential (deployed to every Dagster process) must not be able to drop or alter them."""
+    for function in ("capture_change()", "capture_truncate()", "outside_refresh_end()"):
+        denied(pipeline, f"DROP FUNCTION efir_budget.{function} CASCADE")
+        denied(pipeline, f"ALTER FUNCTION efir_budget.{function} SECURITY INVOKER")
+    denied(pipeline, "ALTER TABLE efir_budget.revenue_plans DISABLE TRIGGER efir_capture_insert")
+
+
+@pytest.mark.parametrize("attribute", ["CREATEROLE", "SUPERUSER", "REPLICATION", "BYPASSRLS"])
+def test_a_role_able_to_escape_its_privileges_is_refused(
+    make_database, role_cleanup, server_url, attribute
+):
+    """A CREATEROLE login can grant itself the pipeline role; a superuser, replication or
+    bypass-RLS role is not held by privileges at all."""
+    names = role_names(f"x{attribute[:3].lower()}")
+    url = make_database()
+    role_cleanup(url, names)
+    with psycopg.connect(server_url, autocommit=True) as c:
+        c.execute(sql.SQL("CREATE ROLE {} LOGIN {}").format(
+            sql.Identifier(names.dashboard), sql.SQL(attribute)
+        ))  # fmt: skip
+    with pytest.raises(ConfigError, match=attribute):
+        roles.apply(url, names, dry_run=True)

@@ -98,7 +98,7 @@ def view_size(conn: psycopg.Connection, view: ManagedView, thresholds: Threshold
     if not is_populated(conn, view):
         return never_populated(VIEW_SIZE, view, WARN)
     size, rows = conn.execute(
-        sql.SQL("SELECT pg_total_relation_size({}), (SELECT count(*) FROM {})").format(
+        sql.SQL("SELECT pg_total_relation_size({}::regclass), (SELECT count(*) FROM {})").format(
             sql.Literal(view.qualified_name), ident(view)
         )
     ).fetchone()
