@@ -114,7 +114,9 @@ def _clip(text: str) -> str:
 
 
 def load_cursor(raw: str | None) -> dict[str, dict]:
-    """Per view: ``{"snapshot": ..., "max_id": ..., "at": ...}``; unreadable means empty.
+    """Per view: ``{"snapshot": ..., "origin": ..., "max_id": ..., "at": ...}``; unreadable
+    means empty. ``origin`` is the cluster the snapshot was taken in: after a restore into
+    another cluster the old snapshot covers none of the new changes.
 
     An empty cursor is safe: every change the last refresh does not reflect is
     outstanding again, so nothing is lost (at worst one refresh too many).
@@ -214,6 +216,7 @@ def decide(
         for name, out in zip(group, outs, strict=True):
             new_cursor[name] = {
                 "snapshot": read.snapshot,
+                "origin": read.origin,
                 "max_id": out.max_id,
                 "at": read.now.isoformat(),
             }
@@ -282,7 +285,7 @@ def tick(
         read = changes.read_outstanding(
             conn,
             catalog.VIEWS,
-            {name: entry.get("snapshot") for name, entry in cursor.items()},
+            {name: (entry["snapshot"], entry.get("origin")) for name, entry in cursor.items()},
             rules,
         )
     decisions, new_cursor, notes = decide(

@@ -42,11 +42,25 @@ CREATE TABLE efir_budget.mv_refresh_log (
         CONSTRAINT ck_mv_refresh_log_mode CHECK (mode IN ('full', 'incremental')),
     versions_recomputed bigint,
     reflected_snapshot  pg_snapshot,
+    snapshot_origin     bigint,
     reflected_change_id bigint,
     error               text,
     CONSTRAINT ck_mv_refresh_log_success_has_snapshot
-        CHECK (outcome <> 'success' OR (snapshot_at IS NOT NULL AND row_count IS NOT NULL))
+        CHECK (outcome <> 'success' OR (snapshot_at IS NOT NULL AND row_count IS NOT NULL)),
+    CONSTRAINT ck_mv_refresh_log_snapshot_has_origin
+        CHECK ((reflected_snapshot IS NULL) = (snapshot_origin IS NULL))
 )
+"""
+
+# Transaction ids and snapshots mean something only in the cluster that issued them: a
+# pg_dump restored elsewhere starts a new counter, usually far below the old one. Every
+# txid and snapshot the pipeline stores is therefore stamped with the cluster's identity
+# (fixed at initdb; shared by physical replicas, whose txids are the same).
+CLUSTER_ID = """
+CREATE FUNCTION efir_budget.cluster_id() RETURNS bigint
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+RETURN (SELECT system_identifier FROM pg_control_system())
 """
 
 REFRESH_LOG_COLUMNS = {
@@ -75,6 +89,9 @@ REFRESH_LOG_COLUMNS = {
     "reflected_snapshot": "pg_current_snapshot() taken right before the REFRESH statement "
     "(for a view reading other managed views: the earliest of it and their last recorded "
     "ones): the refresh reflects every change_log row whose txid is visible in it.",
+    "snapshot_origin": "efir_budget.cluster_id() of the cluster reflected_snapshot was taken "
+    "in (a restore into another cluster keeps old rows: their snapshots only compare with "
+    "changes of the same origin).",
     "reflected_change_id": "Highest change_log.id visible in reflected_snapshot "
     "(informational: a lower id can commit later and is then not reflected).",
     "error": "The error message of a failed attempt.",
@@ -135,6 +152,11 @@ def upgrade() -> None:
         "'The efir-pipeline schema revision (alembic); the budget app keeps its own in "
         "alembic_version.'"
     )
+    op.execute(CLUSTER_ID)
+    op.execute(
+        "COMMENT ON FUNCTION efir_budget.cluster_id() IS 'The system identifier of this "
+        "PostgreSQL cluster: the origin of the transaction ids and snapshots stored here.'"
+    )
     op.execute(REFRESH_LOG)
     op.execute(
         "CREATE INDEX ix_mv_refresh_log_view_finished "
@@ -184,4 +206,5 @@ def downgrade() -> None:
     op.execute("DROP TABLE efir_budget.alert_outbox")
     op.execute("DROP TABLE efir_budget.refresh_state")
     op.execute("DROP TABLE efir_budget.mv_refresh_log")
+    op.execute("DROP FUNCTION efir_budget.cluster_id()")
     op.execute("COMMENT ON TABLE efir_budget.efir_pipeline_revision IS NULL")

@@ -30,6 +30,14 @@ ids are drawn when a statement runs and become visible at commit, so a lower id 
 appear after a higher one was read. Every reader of the log (the functions below, the
 sensors, the incremental refresh) goes through that one function.
 
+Transaction ids compare only within the cluster that issued them, so each change and
+each stored snapshot carries its origin (``efir_budget.cluster_id()``). After a
+pg_dump is restored into another cluster, a change of a different origin than the
+snapshot is reflected exactly when the snapshot was taken in the current cluster: the
+restored rows were all committed before the dump, so every snapshot taken since sees
+them, and a snapshot from before the restore saw none of the new ones. The rule errs
+towards "not reflected yet" (one refresh too many), never the other way.
+
 Revision ID: 0003_change_capture
 Revises: 0002_refresh_history
 """
@@ -85,6 +93,7 @@ CREATE TABLE efir_budget.change_log (
     new_status        text,
     level_ids         uuid[],
     txid              bigint NOT NULL,
+    origin            bigint NOT NULL DEFAULT efir_budget.cluster_id(),
     changed_at        timestamptz NOT NULL,
     db_user           text NOT NULL
 )
@@ -108,6 +117,8 @@ CHANGE_LOG_COLUMNS = {
     "version.",
     "txid": "Writing transaction (pg_current_xact_id). The change is reflected by a refresh "
     "whose mv_refresh_log.reflected_snapshot has this transaction visible (is_reflected).",
+    "origin": "efir_budget.cluster_id() of the cluster txid was issued by (rows restored "
+    "from another cluster keep theirs).",
     "changed_at": "clock_timestamp() at the end of the writing statement (not later than its "
     "commit).",
     "db_user": "session_user of the writer.",
@@ -236,9 +247,26 @@ $fn$
 
 # The one rule every reader of the log uses (an inlinable SQL function).
 IS_REFLECTED = """
-CREATE FUNCTION efir_budget.is_reflected(txid bigint, snapshot pg_snapshot) RETURNS boolean
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-RETURN coalesce(pg_visible_in_snapshot(txid::text::xid8, snapshot), false)
+CREATE FUNCTION efir_budget.is_reflected(
+    txid bigint, origin bigint, snapshot pg_snapshot, snapshot_origin bigint
+) RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN CASE
+    WHEN snapshot IS NULL THEN false
+    WHEN origin = snapshot_origin THEN coalesce(pg_visible_in_snapshot(txid::text::xid8, snapshot), false)
+    ELSE coalesce(snapshot_origin = efir_budget.cluster_id(), false)
+END
+"""
+
+# The lowest txid a snapshot leaves undecided, when comparing by txid is valid: rows of
+# the current cluster below it are visible, rows of another one reflected (the snapshot
+# being current). 0 (scan everything) for a snapshot of another cluster or none.
+TXID_FLOOR = """
+CREATE FUNCTION efir_budget.txid_floor(snapshot pg_snapshot, snapshot_origin bigint)
+RETURNS bigint
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN CASE WHEN snapshot_origin = efir_budget.cluster_id()
+            THEN pg_snapshot_xmin(snapshot)::text::bigint ELSE 0 END
 """
 
 # Sources are the captured tables pg_depend reaches from the view (through plain views);
@@ -294,15 +322,16 @@ $fn$
 
 # Successive successful refreshes of one view are serialized, so the latest one's
 # snapshot contains every earlier one's.
-LAST_REFLECTED_SNAPSHOT = """
-CREATE FUNCTION efir_budget.last_reflected_snapshot(view_name text) RETURNS pg_snapshot
+LAST_REFLECTION = """
+CREATE FUNCTION efir_budget.last_reflection(
+    view_name text, OUT reflected_snapshot pg_snapshot, OUT snapshot_origin bigint)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-    SELECT l.reflected_snapshot
+    SELECT l.reflected_snapshot, l.snapshot_origin
     FROM efir_budget.mv_refresh_log l
     WHERE l.view_name = $1 AND l.outcome = 'success' AND l.reflected_snapshot IS NOT NULL
-    ORDER BY l.snapshot_at DESC
+    ORDER BY l.snapshot_at DESC, l.id DESC
     LIMIT 1
 $fn$
 """
@@ -310,32 +339,36 @@ $fn$
 # What a refresh reflects whose own snapshot is ``own`` (NULL: one taken now, right
 # before the REFRESH statement): that snapshot, or for a view reading other managed
 # views the earliest of it and their last recorded ones (it reflects their tables only
-# as far as their last refresh did; snapshots taken at different times are nested).
+# as far as their last refresh did; snapshots taken at different times are nested, and
+# one from before a restore into this cluster is earlier than any taken here).
 # NULL when an upstream view was never refreshed: nothing is claimed.
 REFLECTION_POINT = """
 CREATE FUNCTION efir_budget.reflection_point(
     view_name text, own pg_snapshot DEFAULT NULL,
-    OUT reflected_snapshot pg_snapshot, OUT reflected_change_id bigint)
+    OUT reflected_snapshot pg_snapshot, OUT snapshot_origin bigint,
+    OUT reflected_change_id bigint)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
     WITH snaps AS (
-        SELECT coalesce($2, pg_current_snapshot()) AS s
+        SELECT coalesce($2, pg_current_snapshot()) AS s, efir_budget.cluster_id() AS origin
         UNION ALL
-        SELECT efir_budget.last_reflected_snapshot(u) FROM efir_budget.upstream_views($1) u
+        SELECT r.reflected_snapshot, r.snapshot_origin
+        FROM efir_budget.upstream_views($1) u, efir_budget.last_reflection(u) r
     ), chosen AS (
-        SELECT CASE WHEN bool_and(s IS NOT NULL) THEN
-                   (SELECT s FROM snaps
-                    ORDER BY pg_snapshot_xmax(s), (SELECT count(*) FROM pg_snapshot_xip(s)) DESC
-                    LIMIT 1)
-               END AS s
-        FROM snaps
+        SELECT e.s, e.origin
+        FROM (SELECT bool_and(s IS NOT NULL) AS complete FROM snaps) k,
+             LATERAL (SELECT s, origin FROM snaps
+                      ORDER BY origin = efir_budget.cluster_id(), pg_snapshot_xmax(s),
+                               (SELECT count(*) FROM pg_snapshot_xip(s)) DESC
+                      LIMIT 1) e
+        WHERE k.complete
     )
-    SELECT c.s,
+    SELECT c.s, c.origin,
            (SELECT l.id FROM efir_budget.change_log l
-            WHERE c.s IS NOT NULL AND efir_budget.is_reflected(l.txid, c.s)
+            WHERE efir_budget.is_reflected(l.txid, l.origin, c.s, c.origin)
             ORDER BY l.id DESC LIMIT 1)
-    FROM chosen c
+    FROM (SELECT 1) one LEFT JOIN chosen c ON true
 $fn$
 """
 
@@ -344,7 +377,8 @@ $fn$
 # of their table their whole transaction wrote. txid >= xmin is implied by "not
 # visible" (every older transaction had ended) and lets the txid index skip the rest.
 OUTSTANDING_CHANGES = """
-CREATE FUNCTION efir_budget.outstanding_changes(view_name text, requested pg_snapshot)
+CREATE FUNCTION efir_budget.outstanding_changes(
+    view_name text, requested pg_snapshot, requested_origin bigint)
 RETURNS TABLE (
     id                bigint,
     table_name        text,
@@ -362,16 +396,18 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
     WITH s AS MATERIALIZED (
-        SELECT efir_budget.last_reflected_snapshot($1) AS reflected, $2 AS requested
+        SELECT r.reflected_snapshot AS reflected, r.snapshot_origin AS reflected_origin,
+               $2 AS requested, $3 AS requested_origin
+        FROM efir_budget.last_reflection($1) r
     )
     SELECT c.id, c.table_name, c.budget_version_id, c.operation, c.rows_affected,
            c.old_status, c.new_status, c.level_ids, c.txid, c.changed_at,
            sum(c.rows_affected) OVER (PARTITION BY c.txid, c.table_name)::bigint
     FROM efir_budget.change_log c, s
-    WHERE c.txid >= greatest(coalesce(pg_snapshot_xmin(s.reflected)::text::bigint, 0),
-                             coalesce(pg_snapshot_xmin(s.requested)::text::bigint, 0))
-      AND NOT efir_budget.is_reflected(c.txid, s.reflected)
-      AND NOT efir_budget.is_reflected(c.txid, s.requested)
+    WHERE c.txid >= greatest(coalesce(efir_budget.txid_floor(s.reflected, s.reflected_origin), 0),
+                             coalesce(efir_budget.txid_floor(s.requested, s.requested_origin), 0))
+      AND NOT efir_budget.is_reflected(c.txid, c.origin, s.reflected, s.reflected_origin)
+      AND NOT efir_budget.is_reflected(c.txid, c.origin, s.requested, s.requested_origin)
       AND (c.table_name IN (SELECT efir_budget.view_source_tables($1))
            OR (c.operation = 'REQUEST' AND c.table_name = $1))
     ORDER BY c.id
@@ -383,7 +419,7 @@ CREATE FUNCTION efir_budget.oldest_unreflected_change(view_name text) RETURNS ti
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-    SELECT min(u.changed_at) FROM efir_budget.outstanding_changes($1, NULL) u
+    SELECT min(u.changed_at) FROM efir_budget.outstanding_changes($1, NULL, NULL) u
 $fn$
 """
 
@@ -422,7 +458,10 @@ INCREMENTAL_STATE = """
 CREATE TABLE efir_budget.incremental_state (
     view_name       text PRIMARY KEY,
     synced_snapshot pg_snapshot,
-    synced_at       timestamptz
+    synced_origin   bigint,
+    synced_at       timestamptz,
+    CONSTRAINT ck_incremental_state_snapshot_has_origin
+        CHECK ((synced_snapshot IS NULL) = (synced_origin IS NULL))
 )
 """
 
@@ -431,6 +470,7 @@ INCREMENTAL_STATE_COLUMNS = {
     "synced_snapshot": "pg_current_snapshot() taken right before the REFRESH its cache was "
     "last synced from: every change_log row whose transaction is visible in it is in the "
     "cache. NULL: nothing is trusted, the next refresh recomputes every version.",
+    "synced_origin": "efir_budget.cluster_id() of the cluster synced_snapshot was taken in.",
     "synced_at": "When the cache was last synced (the refresh transaction's clock).",
 }
 
@@ -444,16 +484,17 @@ LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
     WITH views AS (
-        SELECT m.matviewname::text AS view_name,
-               efir_budget.last_reflected_snapshot(m.matviewname::text) AS snap
-        FROM pg_matviews m WHERE m.schemaname = 'efir_budget'
+        SELECT m.matviewname::text AS view_name, r.reflected_snapshot AS snap,
+               r.snapshot_origin AS origin
+        FROM pg_matviews m, efir_budget.last_reflection(m.matviewname::text) r
+        WHERE m.schemaname = 'efir_budget'
     ), readers AS (
-        SELECT v.snap, t.table_name
+        SELECT v.snap, v.origin, t.table_name
         FROM views v CROSS JOIN LATERAL efir_budget.view_source_tables(v.view_name) AS t(table_name)
         UNION ALL
-        SELECT v.snap, v.view_name FROM views v
+        SELECT v.snap, v.origin, v.view_name FROM views v
     ), synced AS (
-        SELECT s.synced_snapshot AS snap, t.table_name
+        SELECT s.synced_snapshot AS snap, s.synced_origin AS origin, t.table_name
         FROM efir_budget.incremental_state s
         CROSS JOIN LATERAL efir_budget.view_source_tables(s.view_name) AS t(table_name)
         WHERE s.synced_snapshot IS NOT NULL
@@ -462,10 +503,10 @@ AS $fn$
         WHERE c.changed_at < clock_timestamp() - $1
           AND NOT EXISTS (SELECT FROM readers r
                           WHERE r.table_name = c.table_name
-                            AND NOT efir_budget.is_reflected(c.txid, r.snap))
+                            AND NOT efir_budget.is_reflected(c.txid, c.origin, r.snap, r.origin))
           AND NOT EXISTS (SELECT FROM synced s
                           WHERE s.table_name = c.table_name
-                            AND NOT efir_budget.is_reflected(c.txid, s.snap))
+                            AND NOT efir_budget.is_reflected(c.txid, c.origin, s.snap, s.origin))
         RETURNING 1
     )
     SELECT count(*) FROM pruned
@@ -473,10 +514,17 @@ $fn$
 """
 
 FUNCTIONS: dict[str, tuple[str, str]] = {
-    "is_reflected(bigint, pg_snapshot)": (
+    "is_reflected(bigint, bigint, pg_snapshot, bigint)": (
         IS_REFLECTED,
-        "Whether a change of transaction txid is reflected by a refresh that recorded "
-        "snapshot (its transaction is visible in it); false for no snapshot. The one rule.",
+        "Whether a change of transaction txid (issued by cluster origin) is reflected by a "
+        "refresh that recorded snapshot (taken in cluster snapshot_origin): its transaction "
+        "is visible in it; across clusters, whether the snapshot is this cluster's. False "
+        "for no snapshot. The one rule.",
+    ),
+    "txid_floor(pg_snapshot, bigint)": (
+        TXID_FLOOR,
+        "The txid below which every change is reflected by the snapshot (its xmin when it "
+        "is this cluster's, else 0): a bound for the change_log txid index.",
     ),
     "view_source_tables(text)": (
         VIEW_SOURCE_TABLES,
@@ -487,20 +535,20 @@ FUNCTIONS: dict[str, tuple[str, str]] = {
         UPSTREAM_VIEWS,
         "The managed materialized views a view reads, directly or through plain views.",
     ),
-    "last_reflected_snapshot(text)": (
-        LAST_REFLECTED_SNAPSHOT,
-        "reflected_snapshot of the view's last successful refresh.",
+    "last_reflection(text)": (
+        LAST_REFLECTION,
+        "reflected_snapshot and snapshot_origin of the view's last successful refresh.",
     ),
     "reflection_point(text, pg_snapshot)": (
         REFLECTION_POINT,
         "What a refresh of the view reflects whose own snapshot is own (default: now): that "
-        "snapshot (the earliest of it and its upstream views' last ones), and the highest "
-        "change id in it.",
+        "snapshot (the earliest of it and its upstream views' last ones), its origin, and "
+        "the highest change id in it.",
     ),
-    "outstanding_changes(text, pg_snapshot)": (
+    "outstanding_changes(text, pg_snapshot, bigint)": (
         OUTSTANDING_CHANGES,
-        "The change_log rows of a view not reflected by its last successful refresh nor "
-        "visible in the given snapshot, with txn_rows (rows of that table the whole "
+        "The change_log rows of a view not reflected by its last successful refresh nor by "
+        "the given snapshot (of the given origin), with txn_rows (rows of that table the whole "
         "transaction wrote) for the priority rules.",
     ),
     "oldest_unreflected_change(text)": (

@@ -716,16 +716,19 @@ ROWS 10
 SET search_path = pg_catalog, pg_temp
 AS $fn$
     WITH state AS MATERIALIZED (
-        SELECT (SELECT s.synced_snapshot FROM efir_budget.incremental_state s
-                WHERE s.view_name = $1) AS snap
+        SELECT s.snap, s.origin
+        FROM (SELECT 1) one
+        LEFT JOIN (SELECT i.synced_snapshot AS snap, i.synced_origin AS origin
+                   FROM efir_budget.incremental_state i WHERE i.view_name = $1) s ON true
     )
     SELECT NULL::uuid FROM state WHERE state.snap IS NULL
     UNION
     SELECT c.budget_version_id
     FROM state
     JOIN efir_budget.change_log c
-      ON c.txid >= pg_snapshot_xmin(state.snap)::text::bigint
-     AND NOT efir_budget.is_reflected(c.txid, state.snap)
+      ON state.snap IS NOT NULL
+     AND c.txid >= efir_budget.txid_floor(state.snap, state.origin)
+     AND NOT efir_budget.is_reflected(c.txid, c.origin, state.snap, state.origin)
     WHERE c.table_name IN (SELECT efir_budget.view_source_tables($2))
 $fn$
 """

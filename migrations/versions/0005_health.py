@@ -29,7 +29,9 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 # The previous successful refresh of the same view bounds what this one newly reflects;
-# txid bounds from both snapshots let the txid index narrow the scan.
+# txid bounds from both snapshots let the txid index narrow the scan. They hold while
+# both snapshots share an origin, and for a pair from before a restore into this
+# cluster; the first refresh after a restore scans the log unbounded.
 REFRESH_HISTORY = """
 CREATE VIEW efir_budget.refresh_history AS
 SELECT l.id, l.view_name, l.outcome, l.trigger, l.run_id, l.refreshed_by,
@@ -43,22 +45,32 @@ SELECT l.id, l.view_name, l.outcome, l.trigger, l.run_id, l.refreshed_by,
            AS lag_closed_seconds
 FROM efir_budget.mv_refresh_log l
 LEFT JOIN LATERAL (
-    SELECT p.snapshot_at, p.reflected_snapshot
+    SELECT p.snapshot_at, p.reflected_snapshot, p.snapshot_origin
     FROM efir_budget.mv_refresh_log p
     WHERE p.view_name = l.view_name AND p.outcome = 'success' AND p.snapshot_at < l.snapshot_at
     ORDER BY p.snapshot_at DESC
     LIMIT 1
 ) prev ON true
 LEFT JOIN LATERAL (
+    SELECT CASE WHEN l.snapshot_origin = prev.snapshot_origin
+                  OR l.snapshot_origin IS DISTINCT FROM efir_budget.cluster_id()
+                THEN pg_snapshot_xmax(l.reflected_snapshot)::text::bigint
+           END AS below,
+           CASE WHEN prev.snapshot_origin IN (efir_budget.cluster_id(), l.snapshot_origin)
+                THEN pg_snapshot_xmin(prev.reflected_snapshot)::text::bigint
+           END AS from_txid
+) bound ON true
+LEFT JOIN LATERAL (
     SELECT min(c.changed_at) AS oldest_change_at, count(*) AS changes
     FROM efir_budget.change_log c
     WHERE l.outcome = 'success' AND l.reflected_snapshot IS NOT NULL
-      AND c.txid < pg_snapshot_xmax(l.reflected_snapshot)::text::bigint
-      AND efir_budget.is_reflected(c.txid, l.reflected_snapshot)
+      AND c.txid < coalesce(bound.below, 9223372036854775807)
+      AND c.txid >= coalesce(bound.from_txid, 0)
+      AND efir_budget.is_reflected(c.txid, c.origin, l.reflected_snapshot, l.snapshot_origin)
       AND CASE
             WHEN prev.reflected_snapshot IS NOT NULL THEN
-                 c.txid >= pg_snapshot_xmin(prev.reflected_snapshot)::text::bigint
-                 AND NOT efir_budget.is_reflected(c.txid, prev.reflected_snapshot)
+                 NOT efir_budget.is_reflected(c.txid, c.origin, prev.reflected_snapshot,
+                                              prev.snapshot_origin)
             WHEN prev.snapshot_at IS NOT NULL THEN c.changed_at > prev.snapshot_at
             ELSE true
           END
@@ -144,7 +156,7 @@ AS $fn$
     ) a ON true
     CROSS JOIN LATERAL (
         SELECT min(c.changed_at) AS oldest, count(*) AS pending
-        FROM efir_budget.outstanding_changes(m.matviewname::text, NULL) c
+        FROM efir_budget.outstanding_changes(m.matviewname::text, NULL, NULL) c
     ) u
     WHERE m.schemaname = 'efir_budget'
     ORDER BY m.matviewname
@@ -196,6 +208,7 @@ DECLARE
     started   timestamptz;
     own       pg_snapshot;
     snap      pg_snapshot;
+    origin    bigint;
     change_id bigint;
     n         bigint;
 BEGIN
@@ -213,19 +226,22 @@ BEGIN
         -- REFRESH ... WITH NO DATA empties the view: no data to be "as of".
         CONTINUE WHEN NOT (SELECT c.relispopulated FROM pg_class c WHERE c.oid = cmd.objid);
         snap := NULL;
+        origin := NULL;
         change_id := NULL;
         IF own IS NOT NULL THEN
-            SELECT p.reflected_snapshot, p.reflected_change_id INTO snap, change_id
+            SELECT p.reflected_snapshot, p.snapshot_origin, p.reflected_change_id
+            INTO snap, origin, change_id
             FROM efir_budget.reflection_point(
                 (SELECT c.relname::text FROM pg_class c WHERE c.oid = cmd.objid), own) p;
         END IF;
         EXECUTE format('SELECT count(*) FROM %s', cmd.objid::regclass) INTO n;
         INSERT INTO efir_budget.mv_refresh_log
             (view_name, outcome, trigger, refreshed_by, requested_at, snapshot_at, finished_at,
-             duration_seconds, row_count, size_bytes, reflected_snapshot, reflected_change_id)
+             duration_seconds, row_count, size_bytes, reflected_snapshot, snapshot_origin,
+             reflected_change_id)
         SELECT c.relname, 'success', 'outside', session_user, started, started,
                clock_timestamp(), extract(epoch FROM clock_timestamp() - started), n,
-               pg_total_relation_size(c.oid), snap, change_id
+               pg_total_relation_size(c.oid), snap, origin, change_id
         FROM pg_class c WHERE c.oid = cmd.objid;
     END LOOP;
 END

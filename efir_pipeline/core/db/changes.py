@@ -6,12 +6,14 @@ Dagster-free, so the sensors, the freshness check, the CLI and the tests share i
 (``efir_budget.is_reflected``, used by ``efir_budget.outstanding_changes`` which this
 module reads): a change is reflected by a refresh when the writing transaction is
 visible in the snapshot the refresh recorded right before its REFRESH statement
-(``mv_refresh_log.reflected_snapshot``).
+(``mv_refresh_log.reflected_snapshot``), the two compared only when taken in the same
+cluster (a restore into another one starts a new transaction counter).
 Change ids are not a watermark: they are handed out when a statement runs, not when
 its transaction commits, so a lower id can become visible after a higher one.
 A snapshot says exactly which transactions a reader saw, so it serves as the cursor
 too: a sensor that remembers the snapshot at which it last requested a view's
-refresh sees each later change exactly once, whatever order ids commit in.
+refresh (and the cluster it was taken in) sees each later change exactly once,
+whatever order ids commit in.
 """
 
 from __future__ import annotations
@@ -67,13 +69,20 @@ class ChangeRead:
     now: datetime
     total_levels: int
     views: dict[str, Outstanding]
+    origin: int | None = None
+    """``efir_budget.cluster_id()``: where ``snapshot`` means something."""
+
+
+Requested = tuple[str, int | None]
+"""A snapshot at which a view's refresh was requested, and the cluster it was taken in."""
 
 
 # The outstanding changes of a view (efir_budget.outstanding_changes: the one "reflected"
 # rule), counted, and those that may be above low priority fetched.
 _OUTSTANDING = """
 WITH o AS MATERIALIZED (
-    SELECT * FROM efir_budget.outstanding_changes(%(view)s, %(requested)s::pg_snapshot)
+    SELECT * FROM efir_budget.outstanding_changes(
+        %(view)s, %(requested)s::pg_snapshot, %(requested_origin)s::bigint)
 ), summary AS (
     SELECT count(*) AS n, max(id) AS max_id FROM o
 )
@@ -88,33 +97,44 @@ ORDER BY o.id
 def read_outstanding(
     conn: psycopg.Connection,
     views: Iterable[ManagedView],
-    requested: Mapping[str, str | None],
+    requested: Mapping[str, Requested | None],
     rules: RefreshRules,
 ) -> ChangeRead:
     """Outstanding changes of each view, all read in one REPEATABLE READ snapshot.
 
-    ``requested[view]`` is the snapshot at which the caller last requested the view's
-    refresh (None: never). ``conn`` must be in autocommit mode (the transaction here
+    ``requested[view]`` is the snapshot (with its origin) at which the caller last
+    requested the view's refresh (None: never). ``conn`` must be in autocommit mode (the transaction here
     is a real one). Whole transactions are returned (their log rows become visible
     together), so ``rules.classify`` sees transaction-wide totals.
     """
     with conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        snapshot, now = conn.execute("SELECT pg_current_snapshot()::text, now()").fetchone()
+        snapshot, origin, now = conn.execute(
+            "SELECT pg_current_snapshot()::text, efir_budget.cluster_id(), now()"
+        ).fetchone()
         levels = level_count(conn)
         out = {}
         for view in views:
             out[view.name] = _outstanding(conn, view, requested.get(view.name), rules)
-    return ChangeRead(snapshot, now, levels, out)
+    return ChangeRead(snapshot, now, levels, out, origin)
 
 
 def _outstanding(
-    conn: psycopg.Connection, view: ManagedView, requested: str | None, rules: RefreshRules
+    conn: psycopg.Connection,
+    view: ManagedView,
+    requested: Requested | None,
+    rules: RefreshRules,
 ) -> Outstanding:
     reflected = conn.execute(
-        "SELECT efir_budget.last_reflected_snapshot(%s)::text", (view.name,)
+        "SELECT reflected_snapshot::text FROM efir_budget.last_reflection(%s)", (view.name,)
     ).fetchone()[0]
-    params = {"view": view.name, "requested": requested, **sql_parameters(rules)}
+    snapshot, origin = requested or (None, None)
+    params = {
+        "view": view.name,
+        "requested": snapshot,
+        "requested_origin": origin,
+        **sql_parameters(rules),
+    }
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(
             _OUTSTANDING.format(may_be_above_low=may_be_above_low_sql()), params
@@ -143,7 +163,7 @@ def unreflected_changes(conn: psycopg.Connection, view: ManagedView) -> list[Cha
     """Every change the view's last successful refresh does not reflect (oldest first)."""
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(
-            "SELECT * FROM efir_budget.outstanding_changes(%s, NULL)",
+            "SELECT * FROM efir_budget.outstanding_changes(%s, NULL, NULL)",
             (view.name,),
         ).fetchall()
     return [_change(r) for r in rows]

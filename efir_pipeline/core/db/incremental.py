@@ -1,6 +1,6 @@
 """Incremental refresh of ``per_version`` views: what the engine does around the REFRESH.
 
-Migration 0007 made such a materialized view ``SELECT * FROM v_*_incremental``: the
+Migration 0004_views made such a materialized view ``SELECT * FROM v_*_incremental``: the
 rows of the live query, read from a cache for the versions without unsynced changes
 and computed live for the others (``v_*_dirty``). The REFRESH itself therefore stays
 an ordinary ``REFRESH MATERIALIZED VIEW CONCURRENTLY`` (readers never blocked, and
@@ -183,11 +183,14 @@ def _sync_rows(conn: psycopg.Connection, view: ManagedView, versions: list[UUID]
 def _set_state(conn: psycopg.Connection, view: ManagedView, snapshot: str | None) -> None:
     """Record ``snapshot`` as synced (None: forget it, so everything is dirty)."""
     conn.execute(
-        """INSERT INTO efir_budget.incremental_state (view_name, synced_snapshot, synced_at)
+        """INSERT INTO efir_budget.incremental_state
+               (view_name, synced_snapshot, synced_origin, synced_at)
            VALUES (%(view)s, %(snapshot)s::pg_snapshot,
+                   CASE WHEN %(snapshot)s::text IS NOT NULL THEN efir_budget.cluster_id() END,
                    CASE WHEN %(snapshot)s::text IS NOT NULL THEN clock_timestamp() END)
            ON CONFLICT (view_name) DO UPDATE
                SET synced_snapshot = EXCLUDED.synced_snapshot,
+                   synced_origin = EXCLUDED.synced_origin,
                    synced_at = coalesce(EXCLUDED.synced_at, incremental_state.synced_at)""",
         {"view": view.name, "snapshot": snapshot},
     )

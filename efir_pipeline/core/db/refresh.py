@@ -351,12 +351,16 @@ def _reflection_point(conn: psycopg.Connection, view: ManagedView) -> dict:
     For a view reading other managed views the function returns the earliest of this
     snapshot and theirs (NULL when one was never refreshed: nothing is claimed).
     """
-    snapshot, max_id = conn.execute(
-        "SELECT reflected_snapshot::text, reflected_change_id "
+    snapshot, origin, max_id = conn.execute(
+        "SELECT reflected_snapshot::text, snapshot_origin, reflected_change_id "
         "FROM efir_budget.reflection_point(%s)",
         (view.name,),
     ).fetchone()
-    return {"reflected_snapshot": snapshot, "reflected_change_id": max_id}
+    return {
+        "reflected_snapshot": snapshot,
+        "snapshot_origin": origin,
+        "reflected_change_id": max_id,
+    }
 
 
 def _may_refresh(conn: psycopg.Connection, view: ManagedView) -> bool:

@@ -53,10 +53,12 @@ DASHBOARD_VIEWS = ("kpi_freshness",)
 PIPELINE_FUNCTIONS = (
     "capture_change",
     "capture_truncate",
+    "cluster_id",
     "is_reflected",
+    "txid_floor",
     "view_source_tables",
     "upstream_views",
-    "last_reflected_snapshot",
+    "last_reflection",
     "reflection_point",
     "outstanding_changes",
     "oldest_unreflected_change",
@@ -79,7 +81,13 @@ CAPTURE_TABLES: dict[str, tuple[str, ...]] = {
 }
 """The capture role's privileges: what its functions write (and read to compute it)."""
 
-CAPTURE_CALLS = ("is_reflected", "last_reflected_snapshot", "upstream_views", "reflection_point")
+CAPTURE_CALLS = (
+    "cluster_id",
+    "is_reflected",
+    "last_reflection",
+    "upstream_views",
+    "reflection_point",
+)
 """The pipeline's functions the capture role's functions call (EXECUTE)."""
 
 APP_FUNCTIONS = ("request_refresh",)
