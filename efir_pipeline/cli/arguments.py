@@ -31,21 +31,28 @@ def bounded_int(low: int, high: int) -> Callable[[str], int]:
 def since(text: str) -> datetime:
     """``2h`` / ``30min`` / ``7d`` ago, or an ISO date or time (local time when naive),
     not before 1970."""
-    moment: datetime | None = None
     try:
         age = parse_duration(text)
     except ValueError:
-        try:
-            moment = datetime.fromisoformat(text.strip())
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{text!r} is neither a duration (2h, 7d) nor a date or time (2026-01-15T10:00)"
-            ) from None
-        moment = moment if moment.tzinfo else moment.astimezone()
-    else:
-        if age.seconds > (datetime.now(UTC) - EARLIEST).total_seconds():
-            raise argparse.ArgumentTypeError(f"{text!r} reaches back before 1970")
-        moment = datetime.now().astimezone() - timedelta(seconds=age.seconds)
+        return _moment(text)
+    if age.seconds > (datetime.now(UTC) - EARLIEST).total_seconds():
+        raise argparse.ArgumentTypeError(f"{text!r} reaches back before 1970")
+    moment = datetime.now().astimezone() - timedelta(seconds=age.seconds)
+    if moment < EARLIEST:
+        raise argparse.ArgumentTypeError(f"{text!r} is before 1970")
+    return moment
+
+
+def _moment(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither a duration (2h, 7d) nor a date or time (2026-01-15T10:00)"
+        ) from None
+    if moment.year < EARLIEST.year:
+        raise argparse.ArgumentTypeError(f"{text!r} is before 1970")
+    moment = moment if moment.tzinfo else moment.astimezone()
     if moment < EARLIEST:
         raise argparse.ArgumentTypeError(f"{text!r} is before 1970")
     return moment

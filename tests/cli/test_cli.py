@@ -8,7 +8,9 @@ import psycopg
 import pytest
 
 from efir_pipeline.core import catalog
+from efir_pipeline.core.db import migrate
 from tests.support.commands import run_cli
+from tests.support.factories import add_versions, age_changes, refresh_all
 from tests.support.waiting import turn_held
 
 
@@ -116,3 +118,92 @@ def test_no_wait_skip_is_not_a_failure(db_url, conn):
         )
     assert result.returncode == 0, result.stderr
     assert "skipped" in result.stdout and "mv_financial_ratios" in result.stdout
+
+
+# --------------------------------------------------------------------------- hardening
+
+
+def history_rows(url: str) -> int:
+    with psycopg.connect(url) as c:
+        return c.execute("SELECT count(*) FROM efir_budget.mv_refresh_log").fetchone()[0]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("EFIR_LOCK_TIMEOUT", "1us"),  # PostgreSQL would round it to 0: no timeout at all
+        ("EFIR_STATEMENT_TIMEOUT", "99999999999999s"),  # past PostgreSQL's int of ms
+        ("EFIR_REFRESH_WAIT_TIMEOUT", "0.0001s"),
+        ("EFIR_CHECK_STATEMENT_TIMEOUT", "30"),
+    ],
+)
+def test_a_timeout_postgresql_cannot_honour_is_bad_usage_and_runs_nothing(
+    db_url, conn, name, value
+):
+    before = history_rows(db_url)
+    result = run_cli("refresh", "mv_kpi_dashboard", url=db_url, **{name: value})
+    assert result.returncode == 2 and name in result.stderr, result.stderr
+    assert history_rows(db_url) == before
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "expected"),
+    [
+        (("history", "--limit", "99999999999999999999"), {}, "outside"),
+        (("history", "--since", "0001-01-01"), {}, "before 1970"),
+        (("history", "--since", "99999d"), {}, "before 1970"),
+        (("kpis", "--limit", "0"), {}, "outside"),
+        (("demo-data", "--orgs", "99999999999999999999"), {}, "outside"),
+        (("info",), {"EFIR_VIEW_SIZE_LIMIT_MB": "nan"}, "EFIR_VIEW_SIZE_LIMIT_MB"),
+        (("info",), {"EFIR_MEDIUM_LEVEL_FRACTION": "inf"}, "EFIR_MEDIUM_LEVEL_FRACTION"),
+        (("info",), {"EFIR_ALERT_TIMEOUT": "0"}, "EFIR_ALERT_TIMEOUT"),
+        (("info",), {"EFIR_CHANGE_LOG_RETENTION": "1 day; DROP TABLE x"}, "RETENTION"),
+        (("prune", "--retention", "forever"), {}, "not a number"),
+    ],
+)
+def test_bad_input_is_bad_usage_with_a_clear_line(db_url, args, env, expected):
+    result = run_cli(*args, url=db_url, **env)
+    assert result.returncode == 2, result.stderr
+    assert expected in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_bad_libpq_parameter_is_a_setting_error():
+    result = run_cli("info", url="postgresql://postgres@127.0.0.1:5432/db?connect_timeout=abc")
+    assert result.returncode == 2
+    assert "connect_timeout" in result.stderr and "ProgrammingError" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "secret"),
+    [
+        ("postgresql://user:p@ssw0rd@nohost.invalid/db", "ssw0rd"),  # an unencoded @
+        ("postgresql://:s3cret-pass@nohost.invalid/db", "s3cret-pass"),  # no user name
+        ("postgresql://u:s3cret-pass@nohost.invalid/db", "s3cret-pass"),
+    ],
+)
+def test_no_piece_of_a_password_is_ever_printed(url, secret):
+    result = run_cli("info", url=url)
+    assert result.returncode in (2, 3)
+    assert secret not in result.stderr + result.stdout
+    assert "nohost.invalid" in result.stderr
+
+
+def test_a_database_behind_the_code_exits_4_and_records_nothing(make_database):
+    url = make_database()
+    migrate.downgrade(url, "0004_views")
+    for command in (("refresh",), ("info",), ("history",), ("kpis",), ("prune",)):
+        result = run_cli(*command, url=url)
+        assert result.returncode == 4, (command, result.stderr)
+        assert "efir-pipeline db upgrade" in result.stderr
+    with psycopg.connect(url) as c:
+        assert c.execute("SELECT count(*) FROM efir_budget.mv_refresh_log").fetchone()[0] == 0
+
+
+def test_prune_works_without_dagster(db_url, conn):
+    add_versions(conn, 1)
+    refresh_all(db_url)
+    age_changes(conn, "40 days")
+    result = run_cli("prune", url=db_url)
+    assert result.returncode == 0, result.stderr
+    assert "pruned 1 reflected change-log row(s) older than 30d" in result.stdout
+    assert conn.execute("SELECT count(*) FROM efir_budget.change_log").fetchone()[0] == 0
