@@ -45,6 +45,8 @@ CREATE TABLE efir_budget.mv_refresh_log (
     snapshot_origin     bigint,
     reflected_change_id bigint,
     error               text,
+    txid                bigint NOT NULL DEFAULT pg_current_xact_id()::text::bigint,
+    origin              bigint NOT NULL DEFAULT efir_budget.cluster_id(),
     CONSTRAINT ck_mv_refresh_log_success_has_snapshot
         CHECK (outcome <> 'success' OR (snapshot_at IS NOT NULL AND row_count IS NOT NULL)),
     CONSTRAINT ck_mv_refresh_log_snapshot_has_origin
@@ -95,6 +97,10 @@ REFRESH_LOG_COLUMNS = {
     "reflected_change_id": "Highest change_log.id visible in reflected_snapshot "
     "(informational: a lower id can commit later and is then not reflected).",
     "error": "The error message of a failed attempt.",
+    "txid": "The transaction that wrote the row: a reader holding a snapshot (the Dagster "
+    "sensor reporting refreshes) tells the rows it has seen from the ones committed since, "
+    "whatever order their ids were drawn in.",
+    "origin": "efir_budget.cluster_id() of the cluster txid was issued by.",
 }
 
 # One row per managed view (the views' revision adds them). Its row lock is the view's
@@ -162,6 +168,7 @@ def upgrade() -> None:
         "CREATE INDEX ix_mv_refresh_log_view_finished "
         "ON efir_budget.mv_refresh_log (view_name, finished_at DESC)"
     )
+    op.execute("CREATE INDEX ix_mv_refresh_log_txid ON efir_budget.mv_refresh_log (txid)")
     op.execute(
         "CREATE INDEX ix_mv_refresh_log_view_success "
         "ON efir_budget.mv_refresh_log (view_name, snapshot_at DESC) WHERE outcome = 'success'"

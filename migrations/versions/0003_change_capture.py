@@ -476,7 +476,9 @@ INCREMENTAL_STATE_COLUMNS = {
 
 # Only changes every reading view has reflected, and every incremental cache reading
 # their table has synced, go: an unreflected change stays however old it is, so the
-# freshness check keeps reporting it. Requests go once their view reflects them.
+# freshness check keeps reporting it. Requests go once their view reflects them. The
+# latest change of each table stays too: its id is the table's data version in Dagster,
+# which pruning must not change.
 PRUNE_CHANGE_LOG = """
 CREATE FUNCTION efir_budget.prune_change_log(retention interval DEFAULT interval '30 days')
 RETURNS bigint
@@ -501,6 +503,8 @@ AS $fn$
     ), pruned AS (
         DELETE FROM efir_budget.change_log c
         WHERE c.changed_at < clock_timestamp() - $1
+          AND c.id < (SELECT max(n.id) FROM efir_budget.change_log n
+                      WHERE n.table_name = c.table_name)
           AND NOT EXISTS (SELECT FROM readers r
                           WHERE r.table_name = c.table_name
                             AND NOT efir_budget.is_reflected(c.txid, c.origin, r.snap, r.origin))
@@ -573,6 +577,8 @@ def upgrade() -> None:
     op.execute(CHANGE_LOG)
     op.execute("CREATE INDEX ix_change_log_txid ON efir_budget.change_log (txid)")
     op.execute("CREATE INDEX ix_change_log_changed_at ON efir_budget.change_log (changed_at)")
+    # A table's latest change (its data version in Dagster) is one backward index step.
+    op.execute("CREATE INDEX ix_change_log_table_id ON efir_budget.change_log (table_name, id)")
     op.execute("REVOKE ALL ON efir_budget.change_log FROM PUBLIC")
     for statement in comment_statements(
         "TABLE",

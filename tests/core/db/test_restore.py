@@ -87,5 +87,7 @@ def test_a_restore_into_another_cluster_keeps_every_view_right(make_database, ot
         pending = c.execute("SELECT sum(pending_changes) FROM efir_budget.kpi_freshness").fetchone()
         assert pending == (0,)
         assert changes.prune(c, Duration(0)) > 0
-        left = c.execute("SELECT count(*) FROM efir_budget.change_log").fetchone()[0]
-        assert left == 0
+        left = c.execute(
+            "SELECT count(*) = count(DISTINCT table_name) FROM efir_budget.change_log"
+        ).fetchone()[0]
+        assert left  # each table's latest change stays (its data version), nothing else
