@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import dagster as dg
 
-from efir_pipeline.defs import alerts, assets, checks, jobs, schedules, sensors
+from efir_pipeline.defs import alerts, assets, checks, jobs, reporting, schedules, sensors
 from efir_pipeline.defs.resources import RESOURCE_KEY, postgres_resource
 
-ASSETS: list[dg.AssetSpec | dg.AssetsDefinition] = [*assets.SOURCE_SPECS, *assets.VIEW_ASSETS]
+ASSETS: list[dg.AssetSpec | dg.AssetsDefinition] = [assets.SOURCE_ASSETS, *assets.VIEW_ASSETS]
 ASSET_CHECKS: list[dg.AssetChecksDefinition] = [*checks.ASSET_CHECKS]
 JOBS: list[dg.UnresolvedAssetJobDefinition | dg.JobDefinition] = [
     *jobs.JOBS,
@@ -21,7 +21,7 @@ JOBS: list[dg.UnresolvedAssetJobDefinition | dg.JobDefinition] = [
     *schedules.JOBS,
 ]
 SCHEDULES: list[dg.ScheduleDefinition] = [*schedules.SCHEDULES, *checks.SCHEDULES]
-SENSORS: list[dg.SensorDefinition] = [*sensors.SENSORS, *alerts.SENSORS]
+SENSORS: list[dg.SensorDefinition] = [*sensors.SENSORS, *reporting.SENSORS, *alerts.SENSORS]
 RESOURCES: dict[str, object] = {RESOURCE_KEY: postgres_resource()}
 
 defs = dg.Definitions(
@@ -31,4 +31,6 @@ defs = dg.Definitions(
     schedules=SCHEDULES,
     sensors=SENSORS,
     resources=RESOURCES,
+    # Every step is a SQL call of a fraction of a second: one process per run, not per step.
+    executor=dg.in_process_executor,
 )

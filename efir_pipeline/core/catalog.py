@@ -50,6 +50,12 @@ class ManagedView:
       the others from :attr:`cache_table`. A refresh with ``full=True`` (the nightly one)
       recomputes everything. Needs ``version_column``.
     """
+    defined_in: str = "0004_views"
+    """The migration revision whose SQL defines the view (the last one to redefine it):
+    its text is the asset's code version, and the UI links to it."""
+    column_lineage: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """For a view reading another (``depends_on[0]``): each column computed from that
+    view's columns, with those columns (Dagster's column lineage)."""
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -84,6 +90,38 @@ class ManagedView:
     def qualified_live_view(self) -> str:
         return f"{SCHEMA}.{self.live_view}"
 
+
+_KPI_COLUMNS_KEPT = (
+    "budget_version_id",
+    "organization_id",
+    "version_name",
+    "fiscal_year",
+    "status",
+    "total_revenue_sar",
+    "tuition_revenue_sar",
+    "fees_revenue_sar",
+    "other_revenue_sar",
+    "total_personnel_costs_sar",
+    "total_operating_costs_sar",
+    "total_capex_sar",
+    "net_budget_sar",
+    "budget_margin_percent",
+    "total_students",
+)
+_EXPENSES = ("total_personnel_costs_sar", "total_operating_costs_sar", "total_capex_sar")
+FINANCIAL_RATIOS_LINEAGE: tuple[tuple[str, tuple[str, ...]], ...] = (
+    *((c, (c,)) for c in _KPI_COLUMNS_KEPT),
+    ("tuition_share_percent", ("tuition_revenue_sar", "total_revenue_sar")),
+    ("fees_share_percent", ("fees_revenue_sar", "total_revenue_sar")),
+    ("other_revenue_share_percent", ("other_revenue_sar", "total_revenue_sar")),
+    ("total_expenses_sar", _EXPENSES),
+    ("personnel_share_percent", _EXPENSES),
+    ("operating_share_percent", _EXPENSES),
+    ("capex_share_percent", _EXPENSES),
+    ("total_cost_per_student_sar", (*_EXPENSES, "total_students")),
+)
+"""mv_financial_ratios' columns read from mv_kpi_dashboard (the others come from
+enrollment_plans and personnel_cost_plans by cycle)."""
 
 KPI_DASHBOARD_SOURCES: tuple[str, ...] = (
     "budget_versions",
@@ -120,7 +158,7 @@ VIEWS: tuple[ManagedView, ...] = (
         comment="Budget consolidation: one row per (budget version, account) over non-deleted "
         "budget_consolidations rows of non-deleted versions.",
     ),
-    # Roadmap views (migration 0006_roadmap_views; definitions in docs/views.md).
+    # Roadmap views (definitions in docs/views.md).
     # source_tables are what PostgreSQL's pg_depend reaches, through views included.
     ManagedView(
         name="mv_enrollment_trends",
@@ -150,6 +188,7 @@ VIEWS: tuple[ManagedView, ...] = (
         description="One row per budget version: revenue mix, cost shares, margin and "
         "personnel cost per student by cycle.",
         depends_on=("mv_kpi_dashboard",),
+        column_lineage=FINANCIAL_RATIOS_LINEAGE,
         one_row_per_version=True,
         comment="Financial ratios: one row per non-deleted budget version (reads "
         "mv_kpi_dashboard); revenue mix, cost shares, margin, personnel cost per student by "
@@ -227,6 +266,14 @@ def refresh_order(views: Iterable[ManagedView]) -> list[ManagedView]:
         if view.name in wanted:
             visit(view)
     return [v for v in ordered if v.name in wanted]
+
+
+def lineage_sources(view: ManagedView) -> tuple[str, ...]:
+    """Every table the view reads, through the views it depends on too."""
+    tables = dict.fromkeys(view.source_tables)
+    for name in view.depends_on:
+        tables.update(dict.fromkeys(lineage_sources(_BY_NAME[name])))
+    return tuple(tables)
 
 
 def views_reading(table: str) -> list[ManagedView]:

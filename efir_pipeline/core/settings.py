@@ -33,6 +33,7 @@ from efir_pipeline.core.values import (
     HttpUrlKind,
     Kind,
     NumberKind,
+    OwnersKind,
     PathKind,
     RoleNameKind,
     TimezoneKind,
@@ -48,6 +49,7 @@ RULES = "Refresh rules (sensors)"
 SCHEDULES = "Schedules and pruning"
 CHECKS = "Checks"
 ALERTS = "Alerts"
+DAGSTER = "Dagster"
 
 
 class DatabaseUrlKind(Kind):
@@ -162,12 +164,22 @@ class Settings:
         RULES,
     )  # fmt: skip
     high_sensor_interval: Duration = _setting(
-        "EFIR_HIGH_SENSOR_INTERVAL", "30s", _duration("1s", "1h"),
-        "How often the high-priority sensor reads the change log.", RULES,
+        "EFIR_HIGH_SENSOR_INTERVAL", "5s", _duration("1s", "1h"),
+        "How often the high-priority sensor reads the change log (Dagster's daemon evaluates "
+        "sensors at most every 5 s).", RULES,
     )  # fmt: skip
     medium_sensor_interval: Duration = _setting(
         "EFIR_MEDIUM_SENSOR_INTERVAL", "60s", _duration("1s", "1h"),
         "How often the medium-priority sensor reads the change log.", RULES,
+    )  # fmt: skip
+    activity_sensor_interval: Duration = _setting(
+        "EFIR_ACTIVITY_SENSOR_INTERVAL", "5s", _duration("1s", "1h"),
+        "How often refreshes made outside Dagster runs (CLI, app, psql) and source-table "
+        "changes are reported to Dagster as materializations and observations.", DAGSTER,
+    )  # fmt: skip
+    asset_owners: tuple[str, ...] = _setting(
+        "EFIR_ASSET_OWNERS", "team:efir-budget", OwnersKind(),
+        "Owners shown on every asset in Dagster.", DAGSTER,
     )  # fmt: skip
 
     nightly_cron: str = _setting(

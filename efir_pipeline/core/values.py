@@ -197,6 +197,22 @@ class RoleNameKind(Kind):
         return name
 
 
+class OwnersKind(Kind):
+    grammar = "comma-separated e-mail addresses or team:<name>"
+    _EMAIL = re.compile(r"^[^@\s,]+@[^@\s,]+\.[^@\s,]+$")
+
+    def parse(self, text: str) -> tuple[str, ...]:
+        owners = tuple(o.strip() for o in text.split(",") if o.strip())
+        bad = [
+            o
+            for o in owners
+            if not (self._EMAIL.match(o) or (o.startswith("team:") and len(o) > 5))
+        ]
+        if not owners or bad:
+            raise ValueError(f"{text!r} is not a list of e-mail addresses or team:<name> entries")
+        return owners
+
+
 class PathKind(Kind):
     grammar = "folder path"
 

@@ -12,16 +12,20 @@ and the trigger go into ``efir_budget.mv_refresh_log``.
 """
 
 import logging
+import warnings
 from collections.abc import Iterable, Mapping
 from typing import NoReturn
 
 import dagster as dg
 import psycopg
-from psycopg import sql
 
+from efir_pipeline.core import settings
 from efir_pipeline.core.catalog import SCHEMA, VIEWS, ManagedView
+from efir_pipeline.core.db import activity
 from efir_pipeline.core.db.refresh import RefreshResult
 from efir_pipeline.core.errors import DatabaseUnavailable, EfirError
+from efir_pipeline.defs import annotations, refresh_events
+from efir_pipeline.defs.refresh_events import DATA_VERSION_TAG, describe_refresh
 from efir_pipeline.defs.resources import PostgresResource
 
 SOURCES_GROUP = "budget_sources"
@@ -76,6 +80,30 @@ def build_source_specs() -> list[dg.AssetSpec]:
     return specs
 
 
+def build_source_assets(specs: list[dg.AssetSpec]) -> dg.AssetsDefinition:
+    """The source tables as observable assets: observing one reads its change log
+    (``refresh_events.observation``), the same facts the reporting sensor sends each
+    tick. Observable, so Dagster compares the views' recorded versions with theirs."""
+
+    def observe_budget_sources(context: dg.AssetExecutionContext, postgres: PostgresResource):
+        wanted = [t for t in source_tables() if source_asset_key(t) in context.selected_asset_keys]
+        with postgres.connection() as conn:
+            tables = activity.table_activity(conn, VIEWS, wanted)
+        for table in tables:
+            event = refresh_events.observation(table)
+            yield dg.ObserveResult(
+                asset_key=event.asset_key,
+                metadata=event.metadata,
+                data_version=dg.DataVersion(event.tags[DATA_VERSION_TAG]),
+            )
+
+    with warnings.catch_warnings():  # beta in 1.13; the way to make specs observable
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        return dg.multi_observable_source_asset(
+            specs=specs, name="observe_budget_sources", can_subset=True
+        )(observe_budget_sources)
+
+
 def describe(view: ManagedView) -> str:
     """The asset description: the catalog summary and the view's COMMENT text.
 
@@ -122,6 +150,16 @@ def build_view_asset(view: ManagedView) -> dg.AssetsDefinition:
     deps = [source_asset_key(t) for t in view.source_tables]
     deps += [view_asset_key(name) for name in view.depends_on]
 
+    metadata: dict[str, object] = {
+        "dagster/table_name": view.qualified_name,
+        "unique_key": ", ".join(view.unique_key),
+        "live_view": view.qualified_live_view,
+        "dagster/code_references": annotations.code_references(view),
+    }
+    lineage = annotations.column_lineage(view)
+    if lineage is not None:
+        metadata["dagster/column_lineage"] = lineage
+
     @dg.asset(
         key=view_asset_key(view),
         deps=deps,
@@ -129,11 +167,10 @@ def build_view_asset(view: ManagedView) -> dg.AssetsDefinition:
         kinds={"postgres"},
         pool=pool_name(view),
         description=describe(view),
-        metadata={
-            "dagster/table_name": view.qualified_name,
-            "unique_key": ", ".join(view.unique_key),
-            "live_view": view.qualified_live_view,
-        },
+        metadata=metadata,
+        owners=list(settings.current().asset_owners),
+        code_version=annotations.code_version(view),
+        freshness_policy=annotations.freshness_policy(),
     )
     def _view_asset(
         context: dg.AssetExecutionContext, postgres: PostgresResource
@@ -174,9 +211,7 @@ def refresh_as_materialization(
         f"{view.name}: {result.outcome} in {result.duration_seconds:.3f}s "
         f"(history id {result.log_id}, trigger {trigger})"
     )
-    return dg.MaterializeResult(
-        metadata=materialization_metadata(postgres, view, result, trigger, context.log)
-    )
+    return materialize_result(postgres, view, result, trigger, context.log)
 
 
 def retry_or_fail(
@@ -218,52 +253,59 @@ def failure_metadata(result: RefreshResult, trigger: str) -> dict[str, object]:
     return metadata
 
 
-def materialization_metadata(
+def materialize_result(
     postgres: PostgresResource,
     view: ManagedView,
     result: RefreshResult,
     trigger: str,
     log: logging.Logger | dg.DagsterLogManager | None = None,
-) -> dict[str, object]:
-    """Metadata of a successful refresh, plus the view's columns for the UI.
+) -> dg.MaterializeResult:
+    """The materialization of a successful refresh, described from its history row like
+    one reported from outside Dagster (``refresh_events``); a coalesced request is
+    described by the refresh that covered it.
 
-    A ``coalesced`` result (a newer refresh already covered this request) carries no
-    row count of its own, so the current one is read. Those extra reads are best
-    effort: the refresh is committed and recorded, so a database that vanished a
-    moment later costs the columns in the UI, not a failed materialization.
+    Best effort: the refresh is committed and recorded, so a database that vanished a
+    moment later costs the details in the UI (the engine's own figures remain), not a
+    failed materialization.
     """
-    row_count, size_bytes, columns = result.row_count, result.size_bytes, None
     try:
         with postgres.connection() as conn:
-            if row_count is None or size_bytes is None:
-                row_count, size_bytes = conn.execute(
-                    sql.SQL(
-                        "SELECT (SELECT count(*) FROM {}), pg_total_relation_size({}::regclass)"
-                    ).format(sql.Identifier(SCHEMA, view.name), sql.Literal(view.qualified_name))
-                ).fetchone()
-            columns = column_schema(conn, view)
+            if result.outcome == "success" and result.log_id is not None:
+                record = activity.refresh_record(conn, result.log_id)
+            else:
+                record = activity.last_success(conn, view)
+            if record is not None:
+                metadata, tags = describe_refresh(conn, view, record)
+                metadata.update(
+                    outcome=result.outcome,
+                    trigger=trigger,
+                    wait_seconds=dg.MetadataValue.float(float(result.wait_seconds)),
+                )
+                if result.log_id is not None and result.log_id != record.id:
+                    metadata["refresh_log_id"] = dg.MetadataValue.int(result.log_id)
+                    metadata["covered_by_refresh_log_id"] = dg.MetadataValue.int(record.id)
+                version = tags.get(DATA_VERSION_TAG)
+                return dg.MaterializeResult(
+                    metadata=metadata,
+                    tags=tags,
+                    data_version=dg.DataVersion(version) if version else None,
+                )
     except (psycopg.Error, EfirError) as exc:
         (log or _log).warning(f"{view.name}: refreshed, but its details could not be read: {exc}")
+    return dg.MaterializeResult(metadata=engine_metadata(view, result, trigger))
+
+
+def engine_metadata(view: ManagedView, result: RefreshResult, trigger: str) -> dict[str, object]:
+    """What the engine itself reported, when the history cannot be read."""
     metadata: dict[str, object] = {
-        # Dagster's table conventions: the UI shows these as row count, table name, columns.
         "dagster/table_name": dg.MetadataValue.text(view.qualified_name),
         "outcome": result.outcome,
         "trigger": trigger,
         "duration_seconds": dg.MetadataValue.float(float(result.duration_seconds)),
         "wait_seconds": dg.MetadataValue.float(float(result.wait_seconds)),
-        "concurrently": bool(result.concurrently),
     }
-    if result.mode is not None:
-        metadata["mode"] = result.mode
-    if result.versions_recomputed is not None:
-        metadata["versions_recomputed"] = dg.MetadataValue.int(result.versions_recomputed)
-    if row_count is not None:
-        metadata["dagster/row_count"] = dg.MetadataValue.int(row_count)
-    if columns is not None:
-        metadata["dagster/column_schema"] = dg.MetadataValue.table_schema(columns)
-    if size_bytes is not None:
-        metadata["size_bytes"] = dg.MetadataValue.int(size_bytes)
-        metadata["size_mb"] = dg.MetadataValue.float(round(size_bytes / 1_048_576, 3))
+    if result.row_count is not None:
+        metadata["dagster/row_count"] = dg.MetadataValue.int(result.row_count)
     if result.log_id is not None:
         metadata["refresh_log_id"] = dg.MetadataValue.int(result.log_id)
     if result.snapshot_at is not None:
@@ -271,26 +313,12 @@ def materialization_metadata(
     return metadata
 
 
-def column_schema(conn: psycopg.Connection, view: ManagedView) -> dg.TableSchema:
-    """The view's columns with their types and COMMENTs (materialized views are not
-    in information_schema, hence pg_attribute)."""
-    rows = conn.execute(
-        """SELECT a.attname, format_type(a.atttypid, a.atttypmod), col_description(a.attrelid, a.attnum)
-           FROM pg_attribute a
-           WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
-           ORDER BY a.attnum""",
-        (view.qualified_name,),
-    ).fetchall()
-    return dg.TableSchema(
-        columns=[dg.TableColumn(name=n, type=t, description=d) for n, t, d in rows]
-    )
-
-
 def build_view_assets(views: Iterable[ManagedView] = VIEWS) -> list[dg.AssetsDefinition]:
     return [build_view_asset(v) for v in views]
 
 
 SOURCE_SPECS: list[dg.AssetSpec] = build_source_specs()
+SOURCE_ASSETS: dg.AssetsDefinition = build_source_assets(SOURCE_SPECS)
 VIEW_ASSETS: list[dg.AssetsDefinition] = build_view_assets()
 VIEW_ASSET_BY_NAME: dict[str, dg.AssetsDefinition] = {
     v.name: a for v, a in zip(VIEWS, VIEW_ASSETS, strict=True)

@@ -1,9 +1,15 @@
 """Jobs over the view assets, generated from the catalog.
 
-``refresh_all_views`` is what the nightly schedule and the sensors target: it selects
-every managed view, and Dagster orders the steps by the asset graph (``depends_on``
-first), the same order as ``efir-pipeline refresh``. A sensor that needs only some
-views launches this job with an ``asset_selection`` of them.
+- ``refresh_all_views``: every managed view, dependencies first (the nightly schedule,
+  the UI's "materialize all");
+- ``refresh_changed_views``: what the change sensors launch, with an asset selection of
+  the views their changes call for (the run's ``efir/views`` tag names them), so the
+  run list tells a nightly refresh from a reaction to edits.
+
+Dagster orders the steps by the asset graph (``depends_on`` first), the same order as
+``efir-pipeline refresh``. Every job of the code location runs in one process
+(``definitions.py`` sets the in-process executor): a step is one SQL call of a fraction
+of a second, and a process per step cost seconds each.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from efir_pipeline.core.catalog import VIEWS, ManagedView
 from efir_pipeline.defs.assets import view_asset_key
 
 REFRESH_ALL_VIEWS = "refresh_all_views"
+REFRESH_CHANGED_VIEWS = "refresh_changed_views"
 
 
 def view_selection(views: Iterable[ManagedView] = VIEWS) -> dg.AssetSelection:
@@ -30,4 +37,11 @@ refresh_all_views = dg.define_asset_job(
     "efir-pipeline refresh engine (one refresh per view at a time).",
 )
 
-JOBS: list[dg.UnresolvedAssetJobDefinition] = [refresh_all_views]
+refresh_changed_views = dg.define_asset_job(
+    name=REFRESH_CHANGED_VIEWS,
+    selection=view_selection(),
+    description="Refresh the views whose source tables changed (launched by the change "
+    "sensors with those views selected; tags efir/views, efir/reason, efir/changes).",
+)
+
+JOBS: list[dg.UnresolvedAssetJobDefinition] = [refresh_all_views, refresh_changed_views]

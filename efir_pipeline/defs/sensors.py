@@ -1,14 +1,15 @@
 """Sensors that turn logged budget changes into view refreshes, by priority.
 
-- ``refresh_views_on_high_priority_changes`` (every 30 s): a view with a high-priority
+- ``refresh_views_on_high_priority_changes`` (every 5 s): a view with a high-priority
   change it does not reflect yet is refreshed at once;
 - ``refresh_views_on_medium_priority_changes`` (every 60 s): the medium changes of a
   view are collected and refreshed together once the first is
   ``EFIR_MEDIUM_BATCH_SECONDS`` old (50 min: inside the 1 h promise);
 - low changes wait for the nightly schedule (``efir_pipeline.defs.schedules``).
 
-Only the views that read a changed table are refreshed (``catalog.views_reading``);
-each request targets ``refresh_all_views`` with the asset selection of those views.
+Only the views that read a changed table are refreshed (``catalog.views_reading``):
+a tick requests one ``refresh_changed_views`` run selecting all of them (one process,
+Dagster ordering the steps), whatever groups of views its changes fall into.
 
 The cursor, per view, is the database snapshot (``pg_current_snapshot()``) at which
 the sensor last requested that view's refresh. A refresh launched after that moment
@@ -45,7 +46,7 @@ With the snapshot each change is considered exactly once, across restarts too.
 import json
 import logging
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import dagster as dg
@@ -54,7 +55,7 @@ from efir_pipeline.core import catalog, settings
 from efir_pipeline.core.db import changes
 from efir_pipeline.core.rules import Priority, RefreshRules, classify
 from efir_pipeline.defs.assets import TRIGGER_TAG, view_asset_key
-from efir_pipeline.defs.jobs import REFRESH_ALL_VIEWS, refresh_all_views
+from efir_pipeline.defs.jobs import REFRESH_ALL_VIEWS, REFRESH_CHANGED_VIEWS, refresh_changed_views
 from efir_pipeline.defs.resources import PostgresResource
 
 log = logging.getLogger(__name__)
@@ -250,16 +251,20 @@ def _linked_groups(names: Iterable[str]) -> list[list[str]]:
 
 
 def views_with_pending_runs(instance: dg.DagsterInstance) -> set[str]:
-    """Views a ``refresh_all_views`` run will refresh but has not started refreshing.
+    """Views a refresh run (either job) will refresh but has not started refreshing.
 
     Such a run reflects every change committed before its refresh begins, so a new
     request for those views would only stack. Queued and starting runs count, and
     started runs whose step for the view has not started (waiting for the view's pool).
     """
     pending: set[str] = set()
-    runs = instance.get_runs(
-        filters=dg.RunsFilter(job_name=REFRESH_ALL_VIEWS, statuses=_PENDING_STATUSES), limit=100
-    )
+    runs = [
+        run
+        for job in (REFRESH_ALL_VIEWS, REFRESH_CHANGED_VIEWS)
+        for run in instance.get_runs(
+            filters=dg.RunsFilter(job_name=job, statuses=_PENDING_STATUSES), limit=100
+        )
+    ]
     for run in runs:
         if run.asset_selection is None:
             selected = set(catalog.view_names())
@@ -302,7 +307,28 @@ def tick(
             cursor=dump_cursor(new_cursor),
         )
     return dg.SensorResult(
-        run_requests=[d.run_request(priority) for d in decisions], cursor=dump_cursor(new_cursor)
+        run_requests=[merge(decisions, priority).run_request(priority)],
+        cursor=dump_cursor(new_cursor),
+    )
+
+
+def merge(decisions: Sequence[Decision], priority: Priority) -> Decision:
+    """One run for a tick's decisions: its views in refresh order, their reasons and
+    counts together (a run's start costs seconds; its refreshes, fractions of one)."""
+    if len(decisions) == 1:
+        return decisions[0]
+    order = [v.name for v in catalog.refresh_order(catalog.VIEWS)]
+    views = sorted((v for d in decisions for v in d.views), key=order.index)
+    counts = tuple(c for d in decisions for c in d.counts)
+    max_id = max((d.max_change_id for d in decisions if d.max_change_id is not None), default=None)
+    return Decision(
+        views=tuple(views),
+        run_key=f"{priority}:{'+'.join(views)}:{max_id}:{sum(n for _, n in counts)}",
+        reasons=tuple(dict.fromkeys(r for d in decisions for r in d.reasons)),
+        counts=tuple(sorted(counts, key=lambda c: order.index(c[0]))),
+        max_change_id=max_id,
+        versions=tuple(dict.fromkeys(v for d in decisions for v in d.versions)),
+        all_versions=any(d.all_versions for d in decisions),
     )
 
 
@@ -317,7 +343,7 @@ def build_change_sensor(
 
     @dg.sensor(
         name=name,
-        job=refresh_all_views,
+        job=refresh_changed_views,
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"Refreshes the views that read a table with a {priority}-priority change "

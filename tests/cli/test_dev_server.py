@@ -1,8 +1,11 @@
 """``efir-pipeline start`` and the instance configuration files.
 
-The end-to-end test is the main job as a person does it: start the UI, ask it for the
-assets, materialize ``mv_kpi_dashboard`` through GraphQL as the UI's button does, and
-find the run in the refresh history; then stop and leave no process behind.
+The end-to-end test is the main job as a person does it: start the UI on a database
+``prepare`` refreshed, find every view materialized, materialize ``mv_kpi_dashboard``
+through GraphQL as the UI's button does and find the run in the refresh history;
+refresh from psql and from the command line and see each once in Dagster; change a
+version's status and see the high-priority sensor bring it to the dashboard; then stop
+and leave no process behind.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from efir_pipeline.cli import dev_server as dagster_dev
 from efir_pipeline.core import catalog
 from efir_pipeline.core.errors import ConfigError
 from efir_pipeline.core.settings import PROJECT_ROOT
+from tests.support.factories import refresh_all
 
 LAUNCH = """
 mutation($params: ExecutionParams!) { launchRun(executionParams: $params) { __typename
@@ -37,12 +41,41 @@ mutation($params: ExecutionParams!) { launchRun(executionParams: $params) { __ty
 RUN_STATUS = "query($id: ID!) { runOrError(runId: $id) { __typename ... on Run { status } } }"
 POOL = """query($key: String) { instance { concurrencyLimit(concurrencyKey: $key) {
   limit usingDefaultLimit activeSlotCount } } }"""
+MATERIALIZATIONS = """
+{ assetNodes { assetKey { path }
+    assetMaterializations(limit: 50) { runId
+      metadataEntries { label ... on IntMetadataEntry { intValue } } } } }
+"""
 ASSETS_AND_JOBS = """
 { assetNodes { assetKey { path } groupName }
   repositoryOrError(repositorySelector: {repositoryName: "__repository__",
                                          repositoryLocationName: "efir_pipeline"}) {
     ... on Repository { jobs { name } } } }
 """
+
+
+def refresh_log_ids(base: str) -> dict[str, list[int]]:
+    """Per view asset, the history ids its materializations in Dagster carry."""
+    found: dict[str, list[int]] = {}
+    for node in dagster_dev.graphql(base, MATERIALIZATIONS)["assetNodes"]:
+        ids = [
+            entry["intValue"]
+            for event in node["assetMaterializations"]
+            for entry in event["metadataEntries"]
+            if entry["label"] == "refresh_log_id"
+        ]
+        found["/".join(node["assetKey"]["path"])] = ids
+    return found
+
+
+def wait_for(what: str, condition, timeout: float = 60.0, every: float = 0.5):
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def free_port() -> int:
@@ -165,9 +198,10 @@ def test_ui_url():
 
 
 @pytest.mark.e2e
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(300)
 def test_start_serves_the_ui_and_materializes_through_graphql(dataset_url, tmp_path, capsys):
     db_url = dataset_url
+    refresh_all(db_url, trigger="prepare")  # what start's prepare step does
     port = free_port()
     data = tmp_path / "data"
     home = data / "dagster_home"
@@ -202,7 +236,15 @@ def test_start_serves_the_ui_and_materializes_through_graphql(dataset_url, tmp_p
         assert set(catalog.view_names()) <= keys
         assert {t for v in catalog.VIEWS for t in v.source_tables} <= keys
         jobs = {j["name"] for j in data_["repositoryOrError"]["jobs"]}
-        assert "refresh_all_views" in jobs
+        assert {"refresh_all_views", "refresh_changed_views"} <= jobs
+
+        # No view reads "Never materialized": prepare's refreshes are reported.
+        views = set(catalog.view_names())
+        wait_for(
+            "every view to show a materialization",
+            lambda: all(refresh_log_ids(base)[v] for v in views),
+        )
+        shown_seconds = time.monotonic() - started
 
         t0 = time.monotonic()
         launched = dagster_dev.graphql(
@@ -242,9 +284,69 @@ def test_start_serves_the_ui_and_materializes_through_graphql(dataset_url, tmp_p
         pool = pool["instance"]["concurrencyLimit"]
         assert (pool["limit"], pool["usingDefaultLimit"]) == (1, True)
         assert pool["activeSlotCount"] == 0  # released after the run
+        # A REFRESH in psql and one from the command line: each shows up once.
+        with psycopg.connect(db_url, autocommit=True) as c:
+            c.execute("REFRESH MATERIALIZED VIEW CONCURRENTLY efir_budget.mv_enrollment_trends")
+            (psql_id,) = c.execute(
+                "SELECT max(id) FROM efir_budget.mv_refresh_log WHERE trigger = 'outside'"
+            ).fetchone()
+        cli = subprocess.run(
+            [sys.executable, "-m", "efir_pipeline.cli.main", "refresh", "mv_workforce_utilization"],
+            env=env, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        with psycopg.connect(db_url) as c:
+            (cli_id,) = c.execute(
+                """SELECT max(id) FROM efir_budget.mv_refresh_log
+                   WHERE view_name = 'mv_workforce_utilization' AND trigger = 'manual'"""
+            ).fetchone()
+        wait_for(
+            "the psql and CLI refreshes in Dagster",
+            lambda: (
+                psql_id in (ids := refresh_log_ids(base))["mv_enrollment_trends"]
+                and cli_id in ids["mv_workforce_utilization"]
+            ),
+        )
+        time.sleep(12)  # two more ticks of the reporting sensor: nothing may come twice
+        ids = refresh_log_ids(base)
+        assert ids["mv_enrollment_trends"].count(psql_id) == 1, cli.stdout
+        assert ids["mv_workforce_utilization"].count(cli_id) == 1
+
+        # A status change: the high-priority sensor's run brings it to the dashboard.
+        with psycopg.connect(db_url, autocommit=True) as c:
+            version, status = c.execute(
+                """SELECT budget_version_id, status::text FROM efir_budget.mv_kpi_dashboard
+                   ORDER BY budget_version_id LIMIT 1"""
+            ).fetchone()
+            new = "superseded" if status != "superseded" else "working"
+            c.execute(
+                "UPDATE efir_budget.budget_versions SET status = %s WHERE id = %s", (new, version)
+            )
+            changed = time.monotonic()
+            wait_for(
+                "the status change on the dashboard",
+                lambda: (
+                    c.execute(
+                        "SELECT status::text FROM efir_budget.mv_kpi_dashboard "
+                        "WHERE budget_version_id = %s",
+                        (version,),
+                    ).fetchone()
+                    == (new,)
+                ),
+                every=0.1,
+            )
+            landed_seconds = time.monotonic() - changed
+            (trigger, by_run) = c.execute(
+                """SELECT trigger, run_id IS NOT NULL FROM efir_budget.mv_refresh_log
+                   WHERE view_name = 'mv_kpi_dashboard' AND outcome = 'success'
+                   ORDER BY id DESC LIMIT 1"""
+            ).fetchone()
+        assert (trigger, by_run) == ("sensor:high", True)
+
         with capsys.disabled():
             print(
-                f"\n[e2e] Dagster UI up (code location loaded) in {ui_seconds:.1f}s; "
+                f"\n[e2e] every view materialized {shown_seconds:.1f}s after start; "
+                f"status change on the dashboard in {landed_seconds:.1f}s; "
+                f"Dagster UI up (code location loaded) in {ui_seconds:.1f}s; "
                 f"mv_kpi_dashboard materialized via GraphQL in {run_seconds:.1f}s end to end "
                 f"(launch -> SUCCESS); {time.monotonic() - started:.1f}s since start"
             )

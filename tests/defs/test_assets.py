@@ -15,7 +15,7 @@ import pytest
 from psycopg import sql
 
 from efir_pipeline.core import catalog
-from efir_pipeline.core.db.refresh import RefreshResult
+from efir_pipeline.core.db.refresh import RefreshResult, refresh_view
 from efir_pipeline.defs import assets
 from efir_pipeline.defs.resources import PostgresResource
 
@@ -128,18 +128,22 @@ def test_never_populated_view_is_refreshed_plainly(postgres, db):
     assert meta["dagster/row_count"] > 0
 
 
-def test_coalesced_refresh_reports_current_rows(postgres, db):
-    """A request served by a newer refresh has no counts of its own: they are read."""
+def test_coalesced_refresh_is_described_by_the_refresh_that_covered_it(postgres, db, db_url):
+    """A request served by a newer refresh has no figures of its own: that refresh's."""
     view = catalog.get_view("mv_kpi_dashboard")
+    covering = refresh_view(view, url=db_url)
     coalesced = RefreshResult(
         view.name, "coalesced", 42, None, None, None, 0.5, 0.0, None, None, None
     )
-    meta = assets.materialization_metadata(postgres, view, coalesced, "dagster")
+    result = assets.materialize_result(postgres, view, coalesced, "dagster")
+    meta = {k: getattr(v, "value", v) for k, v in result.metadata.items()}
     count = db.execute("SELECT count(*) FROM efir_budget.mv_kpi_dashboard").fetchone()[0]
-    assert meta["dagster/row_count"].value == count
-    assert meta["size_bytes"].value > 0
-    assert meta["refresh_log_id"].value == 42
+    assert meta["dagster/row_count"] == count
+    assert meta["size_bytes"] > 0
+    assert (meta["outcome"], meta["refresh_log_id"]) == ("coalesced", 42)
+    assert meta["covered_by_refresh_log_id"] == covering.log_id
     assert "dagster/column_schema" in meta
+    assert result.data_version is not None
 
 
 def test_details_of_a_committed_refresh_are_best_effort(db_url):
@@ -147,7 +151,7 @@ def test_details_of_a_committed_refresh_are_best_effort(db_url):
     view = catalog.get_view("mv_kpi_dashboard")
     done = RefreshResult(view.name, "success", 7, None, None, None, 0.0, 0.1, True, 12, 4096)
     gone = PostgresResource(database_url="postgresql://postgres@127.0.0.1:1/nowhere")
-    meta = assets.materialization_metadata(gone, view, done, "dagster")
+    meta = assets.materialize_result(gone, view, done, "dagster").metadata
     assert meta["dagster/row_count"].value == 12
     assert meta["refresh_log_id"].value == 7
     assert "dagster/column_schema" not in meta

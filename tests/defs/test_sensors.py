@@ -352,11 +352,11 @@ def test_rules_come_from_the_settings():
 
 
 def test_the_sensors_run_by_default_and_target_the_refresh_job():
-    assert HIGH.minimum_interval_seconds == 30
+    assert HIGH.minimum_interval_seconds == 5  # the daemon's own floor
     assert MEDIUM.minimum_interval_seconds == 60
     for sensor in sensors.SENSORS:
         assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
-        assert sensor.job_name == jobs.REFRESH_ALL_VIEWS
+        assert sensor.job_name == jobs.REFRESH_CHANGED_VIEWS
 
 
 def _definitions(url: str | None = None) -> dg.Definitions:
