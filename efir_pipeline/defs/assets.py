@@ -7,7 +7,7 @@ managed views in its ``depends_on``. Adding a view to ``catalog.VIEWS`` adds its
 asset, lineage and pool here with no further code.
 
 Materializing a view asset calls the same refresh engine as ``efir-pipeline
-refresh`` (advisory lock, CONCURRENTLY, timeouts, history row); the Dagster run id
+refresh`` (the view's lock, CONCURRENTLY, timeouts, history row); the Dagster run id
 and the trigger go into ``efir_budget.mv_refresh_log``.
 """
 
@@ -51,7 +51,7 @@ def source_asset_key(table: str) -> dg.AssetKey:
 def pool_name(view: ManagedView) -> str:
     """One pool per view: Dagster never runs two refreshes of one view at once.
 
-    The engine's advisory lock enforces the same across Dagster, the CLI and any other
+    The engine's per-view lock enforces the same across Dagster, the CLI and any other
     client; the pool keeps Dagster from even starting a second step that would only
     wait on that lock (``dagster.yaml`` sets every pool's limit to 1).
     """

@@ -28,7 +28,7 @@ With the snapshot each change is considered exactly once, across restarts too.
   next tick requests one more refresh; while a run for the view has not started
   refreshing it yet (queued, or waiting for the view's pool: it will see them), the
   sensor requests nothing and keeps its cursor, so requests do not stack. The
-  per-view pool and the engine's advisory lock keep the refreshes one at a time.
+  per-view pool and the engine's per-view lock keep the refreshes one at a time.
 - Views on views (``depends_on``): a view is requested together with the views it
   reads, in one run (Dagster orders the steps), and waits while any of them has a
   run that has not started yet: refreshed before them, it would miss their changes.

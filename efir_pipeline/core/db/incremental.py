@@ -66,7 +66,7 @@ class Scope:
 def prepare(conn: psycopg.Connection, view: ManagedView, *, full: bool) -> Scope:
     """Read (and with ``full``, first reset) what the coming REFRESH recomputes.
 
-    Must run in the refresh transaction, under its advisory lock: nobody else writes
+    Must run in the refresh transaction, under the view's lock: nobody else writes
     the state or the cache meanwhile, so the scope still holds at the REFRESH.
     """
     if full:

@@ -1,10 +1,9 @@
 """The health checks (efir_pipeline.core.db.checks), called directly on a real database.
 
-Each check passes right after a refresh and fails the way PIPELINE.md says when
-forced: an old unreflected change (freshness), a low threshold (duration, size), a
+Each check passes right after a refresh and fails the way the operator's guide says
+when forced: an old unreflected change (freshness), a low threshold (duration, size), a
 version added without a refresh (completeness), a source row deleted without a
-refresh (reconciliation). The helpers here are shared by the Dagster, alert and CLI
-tests.
+refresh (reconciliation).
 """
 
 from __future__ import annotations
