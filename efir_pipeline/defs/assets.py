@@ -22,7 +22,7 @@ import psycopg
 from efir_pipeline.core import settings
 from efir_pipeline.core.catalog import SCHEMA, VIEWS, ManagedView
 from efir_pipeline.core.db import activity
-from efir_pipeline.core.db.refresh import RefreshResult
+from efir_pipeline.core.db.refresh_terms import RefreshResult
 from efir_pipeline.core.errors import DatabaseUnavailable, EfirError
 from efir_pipeline.defs import annotations, refresh_events
 from efir_pipeline.defs.refresh_events import DATA_VERSION_TAG, describe_refresh

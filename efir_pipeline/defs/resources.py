@@ -20,7 +20,8 @@ from efir_pipeline.core import settings
 from efir_pipeline.core.catalog import ManagedView
 from efir_pipeline.core.db import connection as db_connection
 from efir_pipeline.core.db.migrate import require_current
-from efir_pipeline.core.db.refresh import RefreshResult, RefreshSettings, refresh_view
+from efir_pipeline.core.db.refresh import refresh_view
+from efir_pipeline.core.db.refresh_terms import RefreshResult, RefreshSettings
 from efir_pipeline.core.db.urls import validate_url
 
 RESOURCE_KEY = "postgres"

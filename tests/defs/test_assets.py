@@ -15,7 +15,8 @@ import pytest
 from psycopg import sql
 
 from efir_pipeline.core import catalog
-from efir_pipeline.core.db.refresh import RefreshResult, refresh_view
+from efir_pipeline.core.db.refresh import refresh_view
+from efir_pipeline.core.db.refresh_terms import RefreshResult
 from efir_pipeline.defs import assets
 from efir_pipeline.defs.resources import PostgresResource
 

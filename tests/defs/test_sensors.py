@@ -17,7 +17,7 @@ from efir_pipeline.core.db.refresh import refresh_view
 from efir_pipeline.core.errors import MigrationsNotApplied
 from efir_pipeline.core.rules import Change, Priority, RefreshRules
 from efir_pipeline.core.settings import Settings
-from efir_pipeline.defs import assets, jobs, schedules, sensors
+from efir_pipeline.defs import assets, jobs, reporting, schedules, sensors
 from efir_pipeline.defs.resources import PostgresResource
 from tests.support.factories import (
     add_consolidation,
@@ -352,7 +352,13 @@ def test_rules_come_from_the_settings():
 
 
 def test_the_sensors_run_by_default_and_target_the_refresh_job():
-    assert HIGH.minimum_interval_seconds == 5  # the daemon's own floor
+    # Dagster's sensor daemon loops every MIN_INTERVAL_LOOP_TIME seconds or more; a minimum
+    # interval below that evaluates the sensor on every loop, one equal to it skips a loop
+    # whenever the loop comes round early (a 10 s wait, measured in docs/performance.md).
+    from dagster._daemon.sensor import MIN_INTERVAL_LOOP_TIME
+
+    assert HIGH.minimum_interval_seconds == 4 < MIN_INTERVAL_LOOP_TIME
+    assert reporting.report_database_activity.minimum_interval_seconds < MIN_INTERVAL_LOOP_TIME
     assert MEDIUM.minimum_interval_seconds == 60
     for sensor in sensors.SENSORS:
         assert sensor.default_status == dg.DefaultSensorStatus.RUNNING

@@ -90,7 +90,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         orgs, versions = args.orgs, args.versions_per_org or versions
     elif args.versions_per_org:
         versions = args.versions_per_org
-    scenarios = tuple(s.strip() for s in args.only.split(",")) if args.only else tuple(SCENARIOS)
+    scenarios = tuple(s.strip() for s in args.only.split(",")) if args.only else ()
     options = BenchOptions(
         orgs=orgs,
         versions_per_org=versions,

@@ -21,12 +21,8 @@ from efir_pipeline.cli.bench.options import BenchError, BenchOptions
 from efir_pipeline.core import catalog
 from efir_pipeline.core.catalog import ManagedView
 from efir_pipeline.core.db import migrate
-from efir_pipeline.core.db.refresh import (
-    INCREMENTAL_SETTINGS,
-    INCREMENTAL_WORK_MEM,
-    RefreshResult,
-    refresh_view,
-)
+from efir_pipeline.core.db.refresh import INCREMENTAL_SETTINGS, INCREMENTAL_WORK_MEM, refresh_view
+from efir_pipeline.core.db.refresh_terms import RefreshResult
 
 
 def engine_settings() -> dict[str, str]:

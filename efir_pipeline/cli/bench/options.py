@@ -6,7 +6,7 @@ definition without importing each other.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from efir_pipeline.cli import demo_data
 from efir_pipeline.core.errors import EfirError
@@ -21,13 +21,6 @@ READER_LOCK_TIMEOUT = "100ms"
 
 class BenchError(EfirError):
     """The benchmark could not run (a refresh failed, bad options...)."""
-
-
-def _every_scenario() -> tuple[str, ...]:
-    # Imported when called: the scenarios import the harness, which imports this module.
-    from efir_pipeline.cli.bench.scenarios import SCENARIOS
-
-    return tuple(SCENARIOS)
 
 
 @dataclass
@@ -45,8 +38,8 @@ class BenchOptions:
     """Reader threads during the refresh scenario."""
     think_ms: float = 5.0
     """Pause of each reader between two queries during the refresh scenario."""
-    scenarios: tuple[str, ...] = field(default_factory=_every_scenario)
-    """Names from ``SCENARIOS`` (all of them by default); they run in that mapping's order."""
+    scenarios: tuple[str, ...] = ()
+    """Names from ``SCENARIOS``, run in that mapping's order; empty: every one."""
     json_path: str | None = "bench-results.json"
     keep: bool = False
     command: str | None = None

@@ -6,6 +6,7 @@ share; it owns the order of things and what is cleaned up when one of them fails
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from collections.abc import Callable
@@ -34,6 +35,7 @@ def run_bench(
     def say(message: str) -> None:
         print(f"[bench +{time.perf_counter() - started:6.1f}s] {message}", file=err, flush=True)
 
+    options = dataclasses.replace(options, scenarios=options.scenarios or tuple(SCENARIOS))
     check_options(options)
     started_embedded = False
     if server_url is None:

@@ -15,7 +15,8 @@ from efir_pipeline.core.db.connection import connection
 from efir_pipeline.core.db.history import refresh_history
 from efir_pipeline.core.db.info import view_info
 from efir_pipeline.core.db.migrate import require_current
-from efir_pipeline.core.db.refresh import RefreshResult, refresh_view
+from efir_pipeline.core.db.refresh import refresh_view
+from efir_pipeline.core.db.refresh_terms import RefreshResult
 from efir_pipeline.core.values import Duration, human_duration
 
 ROWS = bounded_int(1, 1_000_000)

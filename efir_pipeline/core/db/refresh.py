@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg
@@ -42,10 +42,15 @@ from efir_pipeline.core.catalog import SCHEMA, ManagedView
 from efir_pipeline.core.db import incremental
 from efir_pipeline.core.db.connection import connect
 from efir_pipeline.core.db.migrate import require_current
+from efir_pipeline.core.db.refresh_terms import (
+    RefreshResult,
+    RefreshSettings,
+    describe_failure,
+    is_transient,
+)
 from efir_pipeline.core.errors import EfirError
-from efir_pipeline.core.settings import Settings
 from efir_pipeline.core.settings import current as current_settings
-from efir_pipeline.core.values import PG_TIMEOUT, Duration
+from efir_pipeline.core.values import Duration
 
 log = logging.getLogger(__name__)
 
@@ -65,77 +70,6 @@ TURN = _GENERATIONS + " FOR UPDATE"
 INCREMENTAL_SETTINGS = {"jit": "off", "default_statistics_target": "1"}
 INCREMENTAL_WORK_MEM = "64MB"
 """Raised to this for the refresh's transaction when the server's work_mem is lower."""
-
-# Errors worth an automatic retry: the next attempt may well succeed. A statement
-# timeout (QueryCanceled, also an OperationalError) is not one: it would time out again.
-TRANSIENT_ERRORS: tuple[type[psycopg.Error], ...] = (
-    errors.LockNotAvailable,
-    errors.SerializationFailure,
-    errors.DeadlockDetected,
-    errors.AdminShutdown,
-    errors.CannotConnectNow,
-)
-
-
-def is_transient(exc: psycopg.Error) -> bool:
-    if isinstance(exc, TRANSIENT_ERRORS):
-        return True
-    # A lost connection has no SQLSTATE: the server never answered.
-    return isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None
-
-
-@dataclass(frozen=True)
-class RefreshResult:
-    view: str
-    outcome: str  # success | failed | skipped | coalesced
-    log_id: int | None
-    requested_at: datetime | None
-    snapshot_at: datetime | None
-    finished_at: datetime | None
-    wait_seconds: float
-    duration_seconds: float
-    concurrently: bool | None
-    row_count: int | None
-    size_bytes: int | None
-    error: str | None = None
-    transient: bool = False
-    mode: str | None = None
-    """Successful refreshes: ``full`` or ``incremental`` (see ``mv_refresh_log.mode``)."""
-    versions_recomputed: int | None = None
-    """Versions computed from the live query (per_version views; all of them when full)."""
-
-    @property
-    def ok(self) -> bool:
-        return self.outcome in ("success", "coalesced")
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class RefreshSettings:
-    """How long a refresh may wait and run (``EFIR_*_TIMEOUT``; the resource may override)."""
-
-    lock_timeout: Duration
-    """Waiting for PostgreSQL locks on the view itself (e.g. behind DDL)."""
-    statement_timeout: Duration
-    """The whole refresh transaction's statements."""
-    wait_timeout: Duration
-    """Waiting for another refresh of the same view to finish."""
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> RefreshSettings:
-        return cls(
-            lock_timeout=settings.lock_timeout,
-            statement_timeout=settings.statement_timeout,
-            wait_timeout=settings.refresh_wait_timeout,
-        )
-
-    def overridden(self, **durations: str | None) -> RefreshSettings:
-        """A copy with some timeouts given as text (``"150ms"``), checked like the settings."""
-        return replace(
-            self, **{name: PG_TIMEOUT.parse(text) for name, text in durations.items() if text}
-        )
 
 
 @dataclass
@@ -228,7 +162,7 @@ def _refresh(
             exc, errors.LockNotAvailable | errors.QueryCanceled
         )
         transient = is_transient(exc) or waited_out
-        message = _describe(exc, settings, waiting=attempt.waiting)
+        message = describe_failure(exc, settings, waiting=attempt.waiting)
         log.warning("refresh of %s failed: %s", view.name, message)
         return _record_outside(conn, attempt, "failed", message, transient=transient, url=url)
 
@@ -437,24 +371,3 @@ def _record_outside(
         attempt.wait_seconds, attempt.duration, attempt.concurrently, None, None, error,
         transient,
     )  # fmt: skip
-
-
-def _describe(exc: psycopg.Error, settings: RefreshSettings, *, waiting: bool) -> str:
-    """The error, naming the setting that ran out so the operator knows which to raise."""
-    first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    if waiting and isinstance(exc, errors.LockNotAvailable | errors.QueryCanceled):
-        return (
-            f"lock timeout reached while waiting for another refresh of this view "
-            f"(EFIR_REFRESH_WAIT_TIMEOUT={settings.wait_timeout}): {first_line}"
-        )
-    if isinstance(exc, errors.QueryCanceled):
-        return (
-            f"statement timeout (EFIR_STATEMENT_TIMEOUT={settings.statement_timeout}) "
-            f"reached: {first_line}"
-        )
-    if isinstance(exc, errors.LockNotAvailable):
-        return (
-            f"lock timeout reached while waiting for the view or its tables "
-            f"(EFIR_LOCK_TIMEOUT={settings.lock_timeout}): {first_line}"
-        )
-    return first_line

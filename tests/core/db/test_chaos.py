@@ -22,7 +22,8 @@ import psycopg
 
 from efir_pipeline.core import catalog
 from efir_pipeline.core.db.connection import APPLICATION_NAME
-from efir_pipeline.core.db.refresh import RefreshResult, RefreshSettings, refresh_view
+from efir_pipeline.core.db.refresh import refresh_view
+from efir_pipeline.core.db.refresh_terms import RefreshResult, RefreshSettings
 from efir_pipeline.core.values import parse_duration
 from tests.support import random_data
 from tests.support.factories import refresh_all, view_equals_live_query

@@ -24,7 +24,8 @@ from psycopg import sql
 
 from efir_pipeline.core import catalog
 from efir_pipeline.core.db import changes, incremental, migrate
-from efir_pipeline.core.db.refresh import RefreshResult, refresh_view
+from efir_pipeline.core.db.refresh import refresh_view
+from efir_pipeline.core.db.refresh_terms import RefreshResult
 from efir_pipeline.core.values import Duration
 from efir_pipeline.defs.assets import FULL_TAG, full_requested
 from efir_pipeline.defs.sensors import versions_tag

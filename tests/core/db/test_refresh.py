@@ -13,7 +13,8 @@ import pytest
 from efir_pipeline.core import catalog
 from efir_pipeline.core.db import checks
 from efir_pipeline.core.db.info import view_info
-from efir_pipeline.core.db.refresh import RefreshSettings, refresh_view
+from efir_pipeline.core.db.refresh import refresh_view
+from efir_pipeline.core.db.refresh_terms import RefreshSettings
 from efir_pipeline.core.settings import Settings
 from tests.support.factories import add_version
 from tests.support.waiting import turn_held, wait_for_blocked_refreshes
