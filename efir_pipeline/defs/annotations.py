@@ -27,6 +27,7 @@ import dagster as dg
 from efir_pipeline.core import catalog
 from efir_pipeline.core.catalog import ManagedView
 from efir_pipeline.core.settings import PROJECT_ROOT
+from efir_pipeline.defs.keys import view_asset_key
 
 MIGRATIONS = PROJECT_ROOT / "migrations" / "versions"
 CATALOG_FILE = Path(catalog.__file__)
@@ -85,7 +86,7 @@ def _code_references(view: ManagedView, migration: Path) -> dg.CodeReferencesMet
 def column_lineage(view: ManagedView) -> dg.TableColumnLineage | None:
     if not view.column_lineage:
         return None
-    upstream = dg.AssetKey(view.depends_on[0])
+    upstream = view_asset_key(view.depends_on[0])
     return dg.TableColumnLineage(
         deps_by_column={
             column: [dg.TableColumnDep(asset_key=upstream, column_name=c) for c in sources]

@@ -25,6 +25,7 @@ from efir_pipeline.core.db import activity
 from efir_pipeline.core.db.refresh_terms import RefreshResult
 from efir_pipeline.core.errors import DatabaseUnavailable, EfirError
 from efir_pipeline.defs import annotations, refresh_events
+from efir_pipeline.defs.keys import source_asset_key, view_asset_key
 from efir_pipeline.defs.refresh_events import DATA_VERSION_TAG, describe_refresh
 from efir_pipeline.defs.resources import PostgresResource
 
@@ -37,15 +38,6 @@ FULL_TAG = "efir/full"
 """Run tag: ``true`` makes every view of the run recompute all its versions (incremental
 views included, which then rewrite their cache); the nightly schedule sets it."""
 _log = logging.getLogger(__name__)
-
-
-def view_asset_key(view: ManagedView | str) -> dg.AssetKey:
-    """``mv_kpi_dashboard``: the view's own name, so ``--select mv_kpi_dashboard`` works."""
-    return dg.AssetKey(view if isinstance(view, str) else view.name)
-
-
-def source_asset_key(table: str) -> dg.AssetKey:
-    return dg.AssetKey(table)
 
 
 def pool_name(view: ManagedView) -> str:

@@ -29,7 +29,7 @@ from efir_pipeline.core.catalog import VIEWS, ManagedView
 from efir_pipeline.core.db import checks
 from efir_pipeline.core.errors import ConfigError
 from efir_pipeline.core.values import parse_duration
-from efir_pipeline.defs.assets import view_asset_key
+from efir_pipeline.defs.keys import view_asset_key
 from efir_pipeline.defs.resources import PostgresResource
 from efir_pipeline.defs.schedules import checked_schedule
 

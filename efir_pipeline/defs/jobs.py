@@ -19,7 +19,7 @@ from collections.abc import Iterable
 import dagster as dg
 
 from efir_pipeline.core.catalog import VIEWS, ManagedView
-from efir_pipeline.defs.assets import view_asset_key
+from efir_pipeline.defs.keys import view_asset_key
 
 REFRESH_ALL_VIEWS = "refresh_all_views"
 REFRESH_CHANGED_VIEWS = "refresh_changed_views"

@@ -33,6 +33,7 @@ from efir_pipeline.core.catalog import ManagedView
 from efir_pipeline.core.db import activity
 from efir_pipeline.core.db.activity import Refresh, TableActivity
 from efir_pipeline.defs.annotations import code_version, column_lineage
+from efir_pipeline.defs.keys import source_asset_key, view_asset_key
 
 DATA_VERSION_TAG = "dagster/data_version"
 CODE_VERSION_TAG = "dagster/code_version"
@@ -64,12 +65,12 @@ def provenance_tags(view: ManagedView, versions: Versions) -> dict[str, str]:
         DATA_VERSION_TAG: view_data_version(view, versions),
         USER_PROVIDED_TAG: "true",
     }
-    inputs = {t: table_version(versions.get(t)) for t in view.source_tables}
+    inputs = {source_asset_key(t): table_version(versions.get(t)) for t in view.source_tables}
     for name in view.depends_on:
-        inputs[name] = view_data_version(catalog.get_view(name), versions)
+        inputs[view_asset_key(name)] = view_data_version(catalog.get_view(name), versions)
     for key, version in inputs.items():
-        tags[INPUT_DATA_VERSION_TAG.format(key)] = version
-        tags[INPUT_EVENT_POINTER_TAG.format(key)] = "NULL"
+        tags[INPUT_DATA_VERSION_TAG.format(key.to_user_string())] = version
+        tags[INPUT_EVENT_POINTER_TAG.format(key.to_user_string())] = "NULL"
     return tags
 
 
@@ -135,7 +136,7 @@ def materialization(
     """A refresh made outside a Dagster run, as the materialization a run would record."""
     metadata, tags = describe_refresh(conn, view, refresh)
     return dg.AssetMaterialization(
-        asset_key=dg.AssetKey(view.name),
+        asset_key=view_asset_key(view),
         description=f"Refreshed outside Dagster ({refresh.trigger}, by {refresh.refreshed_by}).",
         metadata=metadata,
         tags=tags,
@@ -154,7 +155,7 @@ def observation(table: TableActivity) -> dg.AssetObservation:
     if table.version is not None:
         metadata["latest_change_id"] = dg.MetadataValue.int(table.version)
     return dg.AssetObservation(
-        asset_key=dg.AssetKey(table.table),
+        asset_key=source_asset_key(table.table),
         metadata=metadata,
         tags={DATA_VERSION_TAG: table_version(table.version), USER_PROVIDED_TAG: "true"},
     )

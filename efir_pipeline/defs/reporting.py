@@ -28,7 +28,8 @@ from efir_pipeline.core import catalog, settings
 from efir_pipeline.core.db import activity
 from efir_pipeline.core.db.activity import Mark, Refresh
 from efir_pipeline.defs import refresh_events
-from efir_pipeline.defs.assets import source_tables, view_asset_key
+from efir_pipeline.defs.assets import source_tables
+from efir_pipeline.defs.keys import view_asset_key
 from efir_pipeline.defs.resources import PostgresResource
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ import pytest
 from efir_pipeline.core import catalog
 from efir_pipeline.core.settings import PROJECT_ROOT
 from efir_pipeline.definitions import defs
-from efir_pipeline.defs import assets, jobs
+from efir_pipeline.defs import assets, jobs, keys
 
 
 @pytest.fixture
@@ -72,7 +72,7 @@ def test_catalog_comment_matches_the_database(db):
 def test_refresh_all_views_selects_every_view():
     job = defs.resolve_job_def(jobs.REFRESH_ALL_VIEWS)
     selected = {key for key in job.asset_layer.selected_asset_keys}
-    assert selected == {assets.view_asset_key(v) for v in catalog.VIEWS}
+    assert selected == {keys.view_asset_key(v) for v in catalog.VIEWS}
 
 
 def test_trigger_for_tags():

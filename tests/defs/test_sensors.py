@@ -17,7 +17,7 @@ from efir_pipeline.core.db.refresh import refresh_view
 from efir_pipeline.core.errors import MigrationsNotApplied
 from efir_pipeline.core.rules import Change, Priority, RefreshRules
 from efir_pipeline.core.settings import Settings
-from efir_pipeline.defs import assets, jobs, reporting, schedules, sensors
+from efir_pipeline.defs import assets, jobs, keys, reporting, schedules, sensors
 from efir_pipeline.defs.resources import PostgresResource
 from tests.support.factories import (
     add_consolidation,
@@ -310,7 +310,7 @@ def test_no_request_stacks_behind_a_run_that_has_not_refreshed_the_view_yet(
     baseline = tick()
     job = _definitions().resolve_job_def(jobs.REFRESH_ALL_VIEWS)
     waiting = instance.create_run_for_job(
-        job_def=job, status=status, asset_selection=frozenset({assets.view_asset_key(KPI)})
+        job_def=job, status=status, asset_selection=frozenset({keys.view_asset_key(KPI)})
     )
     conn.execute(
         "UPDATE efir_budget.budget_versions SET status = 'submitted' WHERE id = %s", (version,)
