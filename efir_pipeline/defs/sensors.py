@@ -1,6 +1,6 @@
 """Sensors that turn logged budget changes into view refreshes, by priority.
 
-- ``refresh_views_on_high_priority_changes`` (every 5 s): a view with a high-priority
+- ``refresh_views_on_high_priority_changes`` (every loop of the daemon, ~5 s): a view with a high-priority
   change it does not reflect yet is refreshed at once;
 - ``refresh_views_on_medium_priority_changes`` (every 60 s): the medium changes of a
   view are collected and refreshed together once the first is
@@ -9,7 +9,7 @@
 
 Only the views that read a changed table are refreshed (``catalog.views_reading``):
 a tick requests one ``refresh_changed_views`` run selecting all of them (one process,
-Dagster ordering the steps), whatever groups of views its changes fall into.
+Dagster ordering the steps).
 
 The cursor, per view, is the database snapshot (``pg_current_snapshot()``) at which
 the sensor last requested that view's refresh. A refresh launched after that moment
@@ -20,7 +20,7 @@ statement runs and become visible when its transaction commits, so a lower id ca
 appear after a higher one was read, and an id cursor would skip it for good.
 With the snapshot each change is considered exactly once, across restarts too.
 
-- Retried ticks: the run key is the view, the highest change id and the number of
+- Retried ticks: the run key is the views, the highest change id and the number of
   changes the request covers. Successive requests cover disjoint sets of changes, so
   a retried tick that sees the same changes produces the same key, and Dagster
   launches it once; one that sees more gets a new key and serves them.
@@ -46,7 +46,7 @@ With the snapshot each change is considered exactly once, across restarts too.
 import json
 import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import dagster as dg
@@ -54,8 +54,9 @@ import dagster as dg
 from efir_pipeline.core import catalog, settings
 from efir_pipeline.core.db import changes
 from efir_pipeline.core.rules import Priority, RefreshRules, classify
-from efir_pipeline.defs.assets import TRIGGER_TAG, view_asset_key
+from efir_pipeline.defs.assets import TRIGGER_TAG
 from efir_pipeline.defs.jobs import REFRESH_ALL_VIEWS, REFRESH_CHANGED_VIEWS, refresh_changed_views
+from efir_pipeline.defs.keys import view_asset_key
 from efir_pipeline.defs.resources import PostgresResource
 
 log = logging.getLogger(__name__)
@@ -148,7 +149,7 @@ def decide(
     rules: RefreshRules,
     busy: Iterable[str] = (),
 ) -> tuple[list[Decision], dict[str, dict], list[str]]:
-    """Decide the requests of one tick: (decisions, new cursor, notes for the tick log).
+    """Decide the request of one tick: (no decision or one, new cursor, notes for the tick log).
 
     Pure: everything it needs was read before, so the rules are testable without
     Dagster and a tick's decisions follow from its reading alone.
@@ -196,32 +197,31 @@ def decide(
             empty = changes.Outstanding(upstream, 0, None, [], None)
             wanted[upstream] = ([], read.views.get(upstream) or empty)
 
-    decisions = []
-    for group in _linked_groups(wanted):
-        outs = [wanted[name][1] for name in group]
-        max_id = max((o.max_id for o in outs if o.max_id is not None), default=None)
-        count = sum(o.count for o in outs)
-        reasons = tuple(dict.fromkeys(r for name in group for r in wanted[name][0]))
-        versions = [v for name in group for v in affected.get(name, [])]
-        decisions.append(
-            Decision(
-                views=tuple(group),
-                run_key=f"{priority}:{'+'.join(group)}:{max_id}:{count}",
-                reasons=reasons,
-                counts=tuple((name, o.count) for name, o in zip(group, outs, strict=True)),
-                max_change_id=max_id,
-                versions=tuple(dict.fromkeys(str(v) for v in versions if v is not None)),
-                all_versions=any(v is None for v in versions),
-            )
-        )
-        for name, out in zip(group, outs, strict=True):
-            new_cursor[name] = {
-                "snapshot": read.snapshot,
-                "origin": read.origin,
-                "max_id": out.max_id,
-                "at": read.now.isoformat(),
-            }
-    return decisions, new_cursor, notes
+    if not wanted:
+        return [], new_cursor, notes
+    # One run for the tick: a run's start costs seconds, its refreshes fractions of one.
+    views = [v.name for v in catalog.refresh_order(catalog.VIEWS) if v.name in wanted]
+    outs = [wanted[name][1] for name in views]
+    max_id = max((o.max_id for o in outs if o.max_id is not None), default=None)
+    count = sum(o.count for o in outs)
+    versions = [v for name in views for v in affected.get(name, [])]
+    decision = Decision(
+        views=tuple(views),
+        run_key=f"{priority}:{'+'.join(views)}:{max_id}:{count}",
+        reasons=tuple(dict.fromkeys(r for name in views for r in wanted[name][0])),
+        counts=tuple((name, o.count) for name, o in zip(views, outs, strict=True)),
+        max_change_id=max_id,
+        versions=tuple(dict.fromkeys(str(v) for v in versions if v is not None)),
+        all_versions=any(v is None for v in versions),
+    )
+    for name, out in zip(views, outs, strict=True):
+        new_cursor[name] = {
+            "snapshot": read.snapshot,
+            "origin": read.origin,
+            "max_id": out.max_id,
+            "at": read.now.isoformat(),
+        }
+    return [decision], new_cursor, notes
 
 
 def _upstream(name: str) -> set[str]:
@@ -234,20 +234,6 @@ def _upstream(name: str) -> set[str]:
             out.add(upstream)
             todo.extend(catalog.get_view(upstream).depends_on)
     return out
-
-
-def _linked_groups(names: Iterable[str]) -> list[list[str]]:
-    """Views to refresh in one run, in refresh order: those linked by ``depends_on``
-    (Dagster then orders them in the run); every other view on its own."""
-    names = set(names)
-    groups: list[set[str]] = []
-    for view in catalog.refresh_order(v for v in catalog.VIEWS if v.name in names):
-        linked = {view.name} | (set(view.depends_on) & names)
-        touching = [g for g in groups if g & linked]
-        merged = set().union(linked, *touching)
-        groups = [g for g in groups if g not in touching] + [merged]
-    order = [v.name for v in catalog.refresh_order(catalog.VIEWS)]
-    return sorted(([n for n in order if n in g] for g in groups), key=lambda g: order.index(g[0]))
 
 
 def views_with_pending_runs(instance: dg.DagsterInstance) -> set[str]:
@@ -307,28 +293,8 @@ def tick(
             cursor=dump_cursor(new_cursor),
         )
     return dg.SensorResult(
-        run_requests=[merge(decisions, priority).run_request(priority)],
+        run_requests=[d.run_request(priority) for d in decisions],
         cursor=dump_cursor(new_cursor),
-    )
-
-
-def merge(decisions: Sequence[Decision], priority: Priority) -> Decision:
-    """One run for a tick's decisions: its views in refresh order, their reasons and
-    counts together (a run's start costs seconds; its refreshes, fractions of one)."""
-    if len(decisions) == 1:
-        return decisions[0]
-    order = [v.name for v in catalog.refresh_order(catalog.VIEWS)]
-    views = sorted((v for d in decisions for v in d.views), key=order.index)
-    counts = tuple(c for d in decisions for c in d.counts)
-    max_id = max((d.max_change_id for d in decisions if d.max_change_id is not None), default=None)
-    return Decision(
-        views=tuple(views),
-        run_key=f"{priority}:{'+'.join(views)}:{max_id}:{sum(n for _, n in counts)}",
-        reasons=tuple(dict.fromkeys(r for d in decisions for r in d.reasons)),
-        counts=tuple(sorted(counts, key=lambda c: order.index(c[0]))),
-        max_change_id=max_id,
-        versions=tuple(dict.fromkeys(v for d in decisions for v in d.versions)),
-        all_versions=any(d.all_versions for d in decisions),
     )
 
 
