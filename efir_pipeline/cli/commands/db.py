@@ -36,8 +36,7 @@ def register(commands) -> None:
     role = actions.add_parser(
         "roles",
         help="create the pipeline, dashboard, app and capture roles and set least privileges "
-        "(idempotent; "
-        "run as the migration owner after every upgrade)",
+        "(idempotent; run as the migration owner after every upgrade)",
     )
     role.add_argument("--dry-run", action="store_true", help="print the SQL, change nothing")
     role.add_argument("--pipeline-role", help="default: EFIR_ROLE_PIPELINE or efir_pipeline")

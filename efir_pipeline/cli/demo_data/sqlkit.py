@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 import psycopg
 from psycopg import sql
 
-SCHEMA = "efir_budget"
+from efir_pipeline.core.catalog import SCHEMA
 
 # (signature, volatility, body); ``{prefix}`` is the seed as a SQL string literal.
 # timestamptz + interval is STABLE, and a function declared less volatile than its body

@@ -11,7 +11,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from efir_pipeline.core import settings
 from efir_pipeline.core.db import embedded
-from efir_pipeline.core.db.urls import describe_target, redact, with_driver
+from efir_pipeline.core.db.urls import as_libpq, describe_target, redact
 from efir_pipeline.core.errors import DatabaseUnavailable
 
 APPLICATION_NAME = "efir-pipeline"
@@ -25,8 +25,7 @@ a schema of its own can stand in for a built-in function inside a refresh."""
 def session_options(url: str) -> str:
     """The URL's own libpq ``options`` with the pinned search_path added."""
     try:
-        given = conninfo_to_dict(with_driver(url, "x").replace("postgresql+x", "postgresql"))
-        given = given.get("options") or ""
+        given = conninfo_to_dict(as_libpq(url)).get("options") or ""
     except psycopg.ProgrammingError:
         given = ""
     pinned = "-c search_path=" + SEARCH_PATH.replace(" ", "").replace(",", "\\,")

@@ -20,6 +20,7 @@ from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from psycopg import sql
 
+from efir_pipeline.core.db import source_schema
 from efir_pipeline.core.db.connection import connect
 from efir_pipeline.core.db.urls import describe_target
 from efir_pipeline.core.errors import ConfigError, MigrationsNotApplied
@@ -64,8 +65,6 @@ def upgrade(url: str, revision: str = "head") -> None:
 def _refuse_the_apps_database(url: str) -> None:
     """A database with the budget app's tables and no revision of ours is adopted, not
     upgraded: the first revision would try to create those tables."""
-    from efir_pipeline.core.db import source_schema
-
     with connect(url, autocommit=True) as conn:
         if applied(conn) is None and source_schema.present_tables(conn):
             raise MigrationsNotApplied(

@@ -34,7 +34,7 @@ def validate_url(url: str) -> str:
     if not match or match.group(1).lower() not in SCHEMES:
         shown = match.group(1) if match else "no scheme"
         raise ConfigError(f"DATABASE_URL must start with postgresql:// (got {shown!r})")
-    libpq = _as_libpq(text)
+    libpq = as_libpq(text)
     try:
         params = conninfo_to_dict(libpq)
     except psycopg.ProgrammingError as exc:
@@ -58,7 +58,8 @@ def with_driver(url: str, driver: str) -> str:
     return _SCHEME.sub(f"postgresql+{driver}://", url.strip(), count=1)
 
 
-def _as_libpq(url: str) -> str:
+def as_libpq(url: str) -> str:
+    """The URL with the scheme libpq reads (``postgresql+psycopg://`` -> ``postgresql://``)."""
     return _SCHEME.sub("postgresql://", url.strip(), count=1)
 
 
@@ -74,7 +75,7 @@ def passwords_of(url: str) -> set[str]:
     """The password as libpq reads it and as written (they differ around an unencoded @)."""
     found = set()
     with contextlib.suppress(psycopg.ProgrammingError):
-        found.add(conninfo_to_dict(_as_libpq(url)).get("password") or "")
+        found.add(conninfo_to_dict(as_libpq(url)).get("password") or "")
     _, _, authority = _userinfo(url)
     if "@" in authority and ":" in authority.rsplit("@", 1)[0]:
         found.add(authority.rsplit("@", 1)[0].split(":", 1)[1])
