@@ -1,6 +1,7 @@
-"""Least-privilege PostgreSQL roles: the pipeline, the dashboards and the budget app.
+"""Least-privilege PostgreSQL roles: the pipeline, the dashboards, the budget app, and
+the capture role nobody logs in as.
 
-Why three roles: each client gets exactly what its job needs, so a leaked dashboard
+Why separate roles: each client gets exactly what its job needs, so a leaked dashboard
 password cannot change a budget, the budget app cannot stall or drop a view, and the
 refresh history can only be written by the pipeline. On the budget app's own database
 the design touches only what the pipeline made and the tables the views read.
@@ -10,8 +11,9 @@ MATERIALIZED VIEW`` (the ``MAINTAIN`` privilege arrives in 17). A materialized v
 runs its query with its owner's rights, hence the pipeline's SELECT on source tables.
 
 Why change capture keeps working for the app: the trigger functions are ``SECURITY
-DEFINER`` with a fixed ``search_path``; owned by the pipeline, they insert into
-``change_log`` with its right to, while the app has no privilege on ``change_log``.
+DEFINER`` with a fixed ``search_path``; owned by the capture role, they insert into
+``change_log`` with its right to, while the app has no privilege on ``change_log`` and
+the pipeline cannot drop or alter them (:mod:`.design` says why).
 
 Objects are found by introspection of schema ``efir_budget`` and classified with the
 catalog and the lists of :mod:`.design`, so a view or table added by a later migration

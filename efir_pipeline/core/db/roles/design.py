@@ -15,7 +15,7 @@ logs in as, only the migration owner can change them.
 
 The budget app's other tables (``users``, ``employees``, ...) are not ours: nothing
 here grants, revokes or even lists a privilege on them, and the schema's own
-privileges are left as the app has them except for our three roles.
+privileges are left as the app has them except for our four roles.
 """
 
 from __future__ import annotations

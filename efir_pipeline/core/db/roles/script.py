@@ -1,7 +1,7 @@
 """The statements ``efir-pipeline db roles`` runs to bring a database to the design.
 
 Every run converges (idempotent): what is missing is granted, what is extra on a
-classified object is revoked, for our three roles only. On the budget app's own
+classified object is revoked, for our four roles only. On the budget app's own
 database that means: the tables the views read get our grants added, nobody else's
 privileges touched; the app's other tables and the schema's other grants are not
 looked at. Run it as the migration owner (superuser or not): a non-superuser admin
@@ -121,7 +121,7 @@ def _check_roles(names: RoleNames, admin: _Admin, inventory: Inventory) -> None:
         if name == admin.name:
             raise ConfigError(
                 f"the {kind} role {name!r} is the role running `db roles`: run it as the "
-                "migration owner (an admin), with other names for the three roles"
+                "migration owner (an admin), with other names for the pipeline's roles"
             )
         escapes = admin.existing.get(name, (False, ()))[1]
         if escapes:
