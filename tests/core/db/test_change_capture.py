@@ -18,6 +18,7 @@ from efir_pipeline.core.errors import MigrationsNotApplied
 from efir_pipeline.core.rules import Priority, RefreshRules
 from efir_pipeline.core.settings import Settings
 from efir_pipeline.core.values import parse_duration
+from tests.support import budget_app
 from tests.support.factories import (
     add_consolidation,
     add_dhg,
@@ -36,23 +37,7 @@ from tests.support.waiting import wait_for_blocked_refreshes
 KPI = catalog.get_view("mv_kpi_dashboard")
 CONSOLIDATION = catalog.get_view("mv_budget_consolidation")
 # The fifteen tables some view reads (organizations is read by none: not captured).
-CAPTURED_TABLES = (
-    "budget_versions",
-    "academic_cycles",
-    "academic_levels",
-    "nationality_types",
-    "teacher_categories",
-    "subjects",
-    "enrollment_plans",
-    "class_structures",
-    "dhg_teacher_requirements",
-    "teacher_allocations",
-    "revenue_plans",
-    "personnel_cost_plans",
-    "operating_cost_plans",
-    "capex_plans",
-    "budget_consolidations",
-)
+CAPTURED_TABLES = tuple(t for t in budget_app.APP_TABLES if t != "organizations")
 
 
 # --------------------------------------------------------------------------- what is logged
